@@ -1,0 +1,95 @@
+"""Done-stamps that make stages idempotent: a stage records a fingerprint of its inputs and options
+when it finishes; a rerun with the same fingerprint is skipped, a changed input or option redoes it.
+
+The fingerprint covers the content of each input file (text tables, configs, models) and, for a
+``wav.scp``, the size and modification time of every audio file it names, so replacing audio
+invalidates the features made from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from .tables import atomic_path
+
+_CONTENT_LIMIT = 64 << 20  # hash content up to 64 MiB; larger files by size and mtime
+
+
+def _audio_paths(wav_scp: Path) -> list[str]:
+    paths: list[str] = []
+    with open(wav_scp, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split(maxsplit=1)
+            if len(parts) < 2:
+                continue
+            value = parts[1].strip()
+            if value.endswith("|"):
+                try:
+                    tokens = shlex.split(value[:-1])
+                except ValueError:
+                    tokens = value[:-1].split()
+                paths.extend(t for t in tokens if "/" in t and os.path.isfile(t))
+            else:
+                paths.append(value)
+    return paths
+
+
+def fingerprint(inputs: list[str | os.PathLike], options: str = "") -> str:
+    """SHA-1 over the options string, the inputs' contents and the audio files a wav.scp names."""
+    h = hashlib.sha1()
+    h.update(options.encode())
+    for p in map(Path, inputs):
+        h.update(b"\0" + str(p).encode())
+        if not p.exists():
+            h.update(b"<missing>")
+            continue
+        st = p.stat()
+        if p.is_file() and st.st_size <= _CONTENT_LIMIT:
+            h.update(p.read_bytes())
+        else:
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        if p.name == "wav.scp":
+            for a in _audio_paths(p):
+                try:
+                    s = os.stat(a)
+                    h.update(f"{a}:{s.st_size}:{s.st_mtime_ns}".encode())
+                except OSError:
+                    h.update(f"{a}:<missing>".encode())
+    return h.hexdigest()
+
+
+def is_done(stamp: str | os.PathLike, inputs: list[str | os.PathLike], options: str = "") -> bool:
+    """True when ``stamp`` exists and records the current fingerprint of inputs and options."""
+    stamp = Path(stamp)
+    return stamp.is_file() and stamp.read_text().strip() == fingerprint(inputs, options)
+
+
+def mark_done(stamp: str | os.PathLike, inputs: list[str | os.PathLike], options: str = "") -> None:
+    """Record the fingerprint of inputs and options in ``stamp`` (atomically)."""
+    with atomic_path(stamp) as tmp:
+        Path(tmp).write_text(fingerprint(inputs, options) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="stamp.py",
+        description="check: exit 0 if the stamp matches the inputs and options (the step is done), "
+                    "1 otherwise. write: record the stamp.")
+    ap.add_argument("action", choices=["check", "write"])
+    ap.add_argument("stamp")
+    ap.add_argument("inputs", nargs="*")
+    ap.add_argument("--opts", default="", help="options string that also determines the output")
+    a = ap.parse_args(argv)
+    if a.action == "check":
+        return 0 if is_done(a.stamp, a.inputs, a.opts) else 1
+    mark_done(a.stamp, a.inputs, a.opts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
