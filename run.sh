@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Clustering-based self-supervised speaker verification: the recipe.
+#
+#   ./run.sh                                  every stage that exists, on the embedded demo corpus
+#   ./run.sh --stage 1 --stop-stage 1         one stage
+#   ./run.sh --corpus speechocean762 --corpus-dir ../shared/data/speechocean762-train
+#   ./run.sh --help                           stages and options
+#
+# Every variable in the defaults block below can be set on the command line as --name value.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# ---- defaults -------------------------------------------------------------------------------------
+stage=0                 # first stage to run
+stop_stage=1            # last stage to run (the last stage that exists today)
+corpus=demo             # demo | speechocean762 | voxceleb | dir
+corpus_dir=             # source of the corpus (demo: where its audio is synthesised, default corpora/demo)
+name=                   # data set prefix (default: the corpus name); sets are <name>_train, <name>_test
+vox1_dir=               # voxceleb: VoxCeleb1 root (default <corpus-dir>/voxceleb1)
+vox2_dir=               # voxceleb: VoxCeleb2 root (default <corpus-dir>/voxceleb2)
+num_test_spk=           # speechocean762 / dir: test speakers split off by seed (default: the script's)
+seed=0                  # seed for everything random (corpus synthesis, speaker split, ...)
+nj=$(nproc 2>/dev/null || echo 4)   # parallel jobs for the split stages
+device=auto             # auto | cpu | cuda | cuda:N (torch stages)
+data=data               # where data dirs are written
+exp=exp                 # where models, logs and results are written
+mfcc_dir=mfcc           # where feature archives are written
+mfcc_config=conf/mfcc.conf
+vad_config=conf/vad.conf
+compress=false          # store features compressed as Kaldi does (lossy; see steps/make_mfcc.sh)
+help_message=$(cat <<HELP
+Usage: ./run.sh [options]
+Stages (run from --stage to --stop-stage):
+  0  data preparation: data/<name>_{train,test}/{wav.scp,utt2spk,spk2utt,utt2dur}, data/<name>_test/trials
+  1  MFCC (Kaldi compute-mfcc-feats, conf/mfcc.conf) and energy VAD (compute-vad, conf/vad.conf)
+     -> feats.scp, vad.scp, utt2num_frames
+  (stages 2-10: augmentation, UBM, i-vector extractor, i-vectors, clustering, pseudo labels,
+   embedding network, scoring, reports; not in the recipe yet)
+Options (default in brackets):
+  --stage N            [$stage]         --stop-stage M        [$stop_stage]
+  --corpus NAME        [$corpus]      demo | speechocean762 | voxceleb | dir
+  --corpus-dir DIR     [$corpus_dir]  corpus source (required for speechocean762 and dir)
+  --name PREFIX        [corpus name]  data set prefix
+  --vox1-dir DIR / --vox2-dir DIR   VoxCeleb roots (voxceleb)
+  --num-test-spk N     [script default] test speakers split off (speechocean762, dir)
+  --seed N             [$seed]
+  --nj N               [$nj]         parallel jobs
+  --device D           [$device]      auto | cpu | cuda | cuda:N
+  --data DIR [$data]  --exp DIR [$exp]  --mfcc-dir DIR [$mfcc_dir]
+  --mfcc-config F      [$mfcc_config]  --vad-config F [$vad_config]
+  --compress BOOL      [$compress]     store features compressed, as Kaldi's make_mfcc.sh
+Jobs run through \$train_cmd / \$cuda_cmd from cmd.sh (local processes by default, or SLURM).
+HELP
+)
+. utils/parse_options.sh
+[ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (see --help)" >&2; exit 1; }
+
+name=${name:-$corpus}
+train_set=${name}_train
+test_set=${name}_test
+
+log() { echo "$(date '+%F %T') run.sh: $*"; }
+in_stages() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+# ---- environment: virtualenv with pinned packages, external tools ----------------------------------
+tools=(sox)
+case $corpus in
+  demo) tools+=(flite espeak-ng) ;;
+  voxceleb) tools+=(ffmpeg) ;;
+  speechocean762|dir) ;;
+  *) echo "$0: unknown --corpus '$corpus' (demo | speechocean762 | voxceleb | dir)" >&2; exit 1 ;;
+esac
+utils/setup_env.sh "${tools[@]}"
+. ./path.sh
+. ./cmd.sh
+
+# ---- stage 0: data preparation ---------------------------------------------------------------------
+if in_stages 0; then
+  log "stage 0: data preparation ($corpus -> $data/$train_set, $data/$test_set)"
+  test_opt=()
+  [ -n "$num_test_spk" ] && test_opt=(--num-test-spk "$num_test_spk")
+  case $corpus in
+    demo)
+      local/make_demo_corpus.sh --nj "$nj" --seed "$seed" "${corpus_dir:-corpora/demo}" "$data" ;;
+    speechocean762)
+      [ -n "$corpus_dir" ] || { echo "$0: --corpus speechocean762 needs --corpus-dir" >&2; exit 1; }
+      local/prepare_speechocean762.sh --seed "$seed" "${test_opt[@]}" "$corpus_dir" "$data" ;;
+    voxceleb)
+      local/prepare_voxceleb.sh --nj "$nj" --vox1 "${vox1_dir:-$corpus_dir/voxceleb1}" \
+        --vox2 "${vox2_dir:-$corpus_dir/voxceleb2}" "$data" ;;
+    dir)
+      [ -n "$corpus_dir" ] || { echo "$0: --corpus dir needs --corpus-dir" >&2; exit 1; }
+      local/prepare_dir_corpus.sh --seed "$seed" "${test_opt[@]}" "$corpus_dir" "$data" "$name" ;;
+  esac
+  for set in $train_set $test_set; do
+    utils/validate_data_dir.sh --no-feats "$data/$set"
+  done
+fi
+
+# ---- stage 1: MFCC and energy VAD ------------------------------------------------------------------
+if in_stages 1; then
+  for set in $train_set $test_set; do
+    log "stage 1: MFCC and VAD for $data/$set"
+    steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$mfcc_config" --compress "$compress" \
+      "$data/$set" "$exp/make_mfcc/$set" "$mfcc_dir"
+    steps/compute_vad.sh --nj "$nj" --cmd "$train_cmd" --vad-config "$vad_config" \
+      "$data/$set" "$exp/make_vad/$set" "$mfcc_dir"
+    utils/fix_data_dir.sh "$data/$set"
+  done
+fi
+
+log "done (stages $stage..$stop_stage)"
