@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Check or write a stage's done-stamp; see sslsv.stamp. Usage: stamp.py check|write STAMP [INPUT...] [--opts S]"""
+"""Check or write a stage's done-stamp (see sslsv.stamp).
+
+Usage: stamp.py check|write STAMP [INPUT...] [--opts S]
+"""
 import sys
 
 from sslsv.stamp import main

@@ -6,10 +6,15 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tqdm import tqdm
+
+from ..audio import audio_info
 from ..tables import DataError, c_sorted, write_lines, write_table
 
 
@@ -79,3 +84,110 @@ def make_trials(utt2spk: dict[str, str], max_nontarget_per_target: float | None 
 def write_trials(path: str | os.PathLike, trials: Iterable[tuple[str, str, str]]) -> None:
     """Write a Kaldi trials file ``<enroll-utt> <test-utt> target|nontarget``."""
     write_lines(path, (" ".join(t) for t in trials))
+
+
+def prefix_utt(spk: str, utt: str) -> str:
+    """Utterance id with the speaker id as its prefix (Kaldi convention): ``utt`` itself when it
+    already starts with ``<spk>-``, else ``<spk>-<utt>``."""
+    return utt if utt.startswith(spk + "-") else f"{spk}-{utt}"
+
+
+def check_spk_order(utt2spk: dict[str, str], where: str = "utt2spk") -> None:
+    """Check that sorting by utterance also sorts by speaker, which Kaldi's data-dir validation and
+    its per-speaker splitting require; it fails when a speaker id plus ``-`` sorts after another
+    speaker id that extends it (e.g. ``ab`` and ``ab+x``)."""
+    prev_spk, prev_utt = None, None
+    for utt in c_sorted(utt2spk):
+        spk = utt2spk[utt]
+        if prev_spk is not None and spk.encode() < prev_spk.encode():
+            raise DataError(f"{where}: speaker ids {prev_spk!r} and {spk!r} give different orders when "
+                            f"sorting by utterance ({prev_utt!r} < {utt!r}) and by speaker; rename one")
+        prev_spk, prev_utt = spk, utt
+
+
+def utt2dur_of(wav_scp: dict[str, str], nj: int = 1, probe: Callable[[str], float] | None = None,
+               where: str = "wav.scp", desc: str = "durations") -> dict[str, float]:
+    """Duration in seconds of every ``wav.scp`` entry, ``nj`` at a time (threads: the work is file
+    headers or child processes). Files are read from their headers (:func:`sslsv.audio.audio_info`);
+    ``probe``, when given, replaces that for every entry (e.g. ``ffprobe`` for piped m4a)."""
+
+    def one(item: tuple[str, str]) -> float:
+        utt, entry = item
+        if probe is not None:
+            return probe(entry)
+        n, rate, _ = audio_info(entry, f"{where}: {utt}")
+        if n <= 0:
+            raise DataError(f"{where}: {utt}: {entry!r} contains no samples")
+        return n / rate
+
+    items = list(wav_scp.items())
+    show = len(items) >= 20000
+    with ThreadPoolExecutor(max(1, nj)) as pool:
+        durs = list(tqdm(pool.map(one, items), total=len(items), desc=desc, disable=not show,
+                         mininterval=5, file=sys.stderr))
+    return {utt: d for (utt, _), d in zip(items, durs, strict=True)}
+
+
+def write_corpus(data_root: str | os.PathLike, name: str, wav_scp: dict[str, str],
+                 utt2spk: dict[str, str], utt2dur: dict[str, float], test_speakers: Iterable[str],
+                 trials: dict[str, list[tuple[str, str, str]]] | None = None,
+                 train_speakers: Iterable[str] | None = None) -> tuple[Path, Path]:
+    """Write ``<data_root>/<name>_train`` and ``<name>_test`` from one pool of utterances.
+
+    The test set holds every utterance of ``test_speakers``; the training set every other utterance
+    (or only those of ``train_speakers`` when given); the two must not share a speaker. ``trials``
+    maps file names in the test dir (``trials``, ``trials_O``, ...) to trial lists; without it
+    ``trials`` is every pair of test utterances. Everything is checked before anything is written.
+    """
+    root = Path(data_root)
+    test_spk = set(test_speakers)
+    train_spk = set(utt2spk.values()) - test_spk if train_speakers is None else set(train_speakers)
+    shared = c_sorted(train_spk & test_spk)
+    if shared:
+        raise DataError(f"{root}/{name}_train and {name}_test would share {len(shared)} speakers, "
+                        f"e.g. {shared[:5]}")
+    parts = {}
+    for part, spks in (("train", train_spk), ("test", test_spk)):
+        u2s = {u: s for u, s in utt2spk.items() if s in spks}
+        if not u2s:
+            raise DataError(f"{root}/{name}_{part}: no utterances (speakers: {len(spks)})")
+        parts[part] = u2s
+    check_spk_order(utt2spk, f"{root}/{name}")
+    if trials is None:
+        trials = {"trials": make_trials(parts["test"])}
+    for fname, tr in trials.items():
+        unknown = [u for t in tr for u in t[:2] if u not in parts["test"]]
+        if unknown:
+            raise DataError(f"{root}/{name}_test/{fname}: utterance {unknown[0]!r} is not in the test set")
+    dirs = []
+    for part, u2s in parts.items():
+        d = write_data_dir(root / f"{name}_{part}", {u: wav_scp[u] for u in u2s}, u2s,
+                           {u: utt2dur[u] for u in u2s})
+        dirs.append(d)
+    for fname, tr in trials.items():
+        write_trials(dirs[1] / fname, tr)
+    return dirs[0], dirs[1]
+
+
+def summary(train_dir: Path, test_dir: Path, utt2spk: dict[str, str], utt2dur: dict[str, float],
+            trials: Iterable[tuple[str, str, str]] | None = None) -> str:
+    """One line saying what was written: speakers, utterances and hours of each set, trial counts."""
+    out = []
+    for d in (train_dir, test_dir):
+        with open(d / "utt2spk", encoding="utf-8") as f:
+            utts = [line.split()[0] for line in f]
+        spks = {utt2spk[u] for u in utts}
+        hours = sum(utt2dur[u] for u in utts) / 3600
+        out.append(f"{d}: {len(spks)} speakers, {len(utts)} utterances, {hours:.2f} h")
+    n = tgt = 0
+    if trials is None:
+        with open(test_dir / "trials", encoding="utf-8") as f:
+            for line in f:
+                n += 1
+                tgt += line.rstrip().endswith(" target")
+    else:
+        for t in trials:
+            n += 1
+            tgt += t[2] == "target"
+    out.append(f"{test_dir}/trials: {n} trials ({tgt} target)")
+    return "; ".join(out)

@@ -1,0 +1,398 @@
+"""The job runners (utils/run.py, utils/slurm.py): JOB expansion, bounded parallelism, run.pl's log
+format, exit codes, --pick reruns, signals, GPU assignment, and the SLURM back-end against a stand-in
+``sbatch`` that runs the array tasks locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sslsv.jobs import DEFAULT_SLURM_CONFIG, SlurmConfig, UsageError, array_spec, join_words, parse_args
+from sslsv.tables import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = str(ROOT / "utils" / "run.py")
+SLURM = str(ROOT / "utils" / "slurm.py")
+FOOTER_RE = re.compile(r"^# Ended \(code (\d+)\) at .+, elapsed time \d+ seconds$")
+
+
+def env_without(*names: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+        ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def max_overlap(tdir: Path, n: int) -> int:
+    """Most jobs running at the same time, from the start/end times each job wrote."""
+    events = []
+    for i in range(1, n + 1):
+        events.append((float((tdir / f"{i}.start").read_text()), 1))
+        events.append((float((tdir / f"{i}.end").read_text()), -1))
+    events.sort(key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+TIMED_JOB = ["date", "+%s.%N", ">", "t/JOB.start", ";", "sleep", "0.6", ";",
+             "date", "+%s.%N", ">", "t/JOB.end"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Local back-end
+
+
+def test_job_substitution_and_log_format(tmp_path: Path) -> None:
+    r = run([RUN, "--num-threads", "3", "JOB=1:3", "log/deep/x.JOB.log", "echo", "job", "JOB", "of", "x.JOB"],
+            tmp_path)
+    assert r.returncode == 0, r.stderr
+    for i in range(1, 4):
+        ls = lines(tmp_path / f"log/deep/x.{i}.log")
+        assert ls[0] == f"# echo job {i} of x.{i}"
+        assert re.match(r"^# Started at \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d .+ \d{4}$", ls[1])
+        assert ls[3] == f"job {i} of x.{i}"
+        assert re.match(r"^# Accounting: time=\d+ threads=3$", ls[-2])
+        m = FOOTER_RE.match(ls[-1])
+        assert m and m.group(1) == "0"
+    # any variable name; a single index; no range at all
+    r = run([RUN, "TASK=1:2", "log/t.TASK.log", "echo", "TASK"], tmp_path)
+    assert r.returncode == 0 and lines(tmp_path / "log/t.2.log")[3] == "2"
+    r = run([RUN, "JOB=7", "log/s.JOB.log", "echo", "JOB"], tmp_path)
+    assert r.returncode == 0 and lines(tmp_path / "log/s.7.log")[3] == "7"
+    r = run([RUN, "log/one.log", "echo", "JOB"], tmp_path)
+    assert r.returncode == 0 and lines(tmp_path / "log/one.log")[3] == "JOB"
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_parallelism_bounded_by_max_jobs_run(tmp_path: Path, k: int) -> None:
+    (tmp_path / "t").mkdir()
+    t0 = time.time()
+    r = run([RUN, "--max-jobs-run", str(k), "JOB=1:6", "log/p.JOB.log", *TIMED_JOB], tmp_path)
+    wall = time.time() - t0
+    assert r.returncode == 0, r.stderr
+    assert max_overlap(tmp_path / "t", 6) == k
+    assert wall < 6 * 0.6 / k + 3.0  # no idle gaps between jobs
+
+
+def test_kaldi_style_options_accepted(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    r = run([RUN, "--mem=4G", "--num_threads", "2", "--time", "1:00:00", "-tc", "2", "JOB=1:4",
+             "log/o.JOB.log", *TIMED_JOB], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert max_overlap(tmp_path / "t", 4) == 2
+    assert lines(tmp_path / "log/o.1.log")[-2].endswith("threads=2")
+
+
+def test_unknown_option_and_bad_usage(tmp_path: Path) -> None:
+    r = run([RUN, "--bogus-opt", "3", "JOB=1:2", "log/u.JOB.log", "true"], tmp_path)
+    assert r.returncode == 2 and "unknown option --bogus-opt" in r.stderr
+    r = run([RUN, "--max-jobs-run", "zero", "log/u.log", "true"], tmp_path)
+    assert r.returncode == 2 and "--max-jobs-run expects an integer" in r.stderr
+    r = run([RUN, "JOB=1:2", "log/same.log", "true"], tmp_path)
+    assert r.returncode == 2 and "does not contain JOB" in r.stderr
+    r = run([RUN, "JOB=3:2", "log/u.JOB.log", "true"], tmp_path)
+    assert r.returncode == 2 and "invalid job range" in r.stderr
+    assert not (tmp_path / "log").exists()
+    with pytest.raises(UsageError, match="--config"):
+        parse_args(["--config", "x.conf", "log", "true"])  # only the SLURM runner takes --config
+
+
+def test_failure_exit_code_names_log_and_waits_for_all(tmp_path: Path) -> None:
+    # jobs 3 and 4 fail at once; job 1 succeeds late: the runner must wait for it before exiting 1
+    r = run([RUN, "JOB=1:4", "log/f.JOB.log", "test", "JOB", "-lt", "3", "&&", "sleep", "0.JOB"], tmp_path)
+    assert r.returncode == 1
+    assert "run.py: 2 / 4 failed, log is in log/f.*.log (first failed: log/f.3.log)" in r.stderr
+    codes = [FOOTER_RE.match(lines(tmp_path / f"log/f.{i}.log")[-1]) for i in (1, 2)]
+    assert all(m and m.group(1) == "0" for m in codes)
+    for i in (3, 4):
+        assert re.match(r"^# Ended \(code 1\) at ", lines(tmp_path / f"log/f.{i}.log")[-1])
+    r = run([RUN, "log/single.log", "exit", "3"], tmp_path)
+    assert r.returncode == 1 and "run.py: job failed, log is in log/single.log" in r.stderr
+    assert lines(tmp_path / "log/single.log")[-1].startswith("# Ended (code 3) at ")
+
+
+def test_pipes_words_with_spaces_and_pipefail(tmp_path: Path) -> None:
+    assert join_words(["echo", "a b", "|", "x'y", "", "c\td"]) == "echo 'a b' | x'y '' 'c\td'"
+    r = run([RUN, "log/p.log", "echo", "hello", "world", "|", "tr", "a-z", "A-Z"], tmp_path)
+    assert r.returncode == 0
+    ls = lines(tmp_path / "log/p.log")
+    assert ls[0] == "# echo hello world | tr a-z A-Z" and ls[3] == "HELLO WORLD"
+    # a word with spaces stays one argument (two spaces kept), a single quote in it survives
+    r = run([RUN, "log/w.log", "printf", "'<%s>\\n'", "it's  two", "x"], tmp_path)
+    assert r.returncode == 0
+    assert lines(tmp_path / "log/w.log")[3:5] == ["<it's  two>", "<x>"]
+    # stderr goes to the log too; a failure early in a pipe fails the job (pipefail)
+    r = run([RUN, "log/pf.log", "sh", "-c", "echo oops >&2; exit 4", "|", "cat"], tmp_path)
+    assert r.returncode == 1
+    ls = lines(tmp_path / "log/pf.log")
+    assert "oops" in ls and ls[-1].startswith("# Ended (code 4) at ")
+
+
+def test_pick_failed_reruns_only_failed_jobs(tmp_path: Path) -> None:
+    for i in (1, 3):
+        (tmp_path / f"ok.{i}").touch()
+    job = ["echo", "JOB", ">>", "runs.txt", ";", "test", "-e", "ok.JOB"]
+    r = run([RUN, "JOB=1:4", "log/k.JOB.log", *job], tmp_path)
+    assert r.returncode == 1 and "2 / 4 failed" in r.stderr
+    assert sorted(lines(tmp_path / "runs.txt")) == ["1", "2", "3", "4"]
+    kept = {i: (tmp_path / f"log/k.{i}.log").read_text() for i in (1, 3)}
+    for i in (2, 4):
+        (tmp_path / f"ok.{i}").touch()
+    (tmp_path / "runs.txt").unlink()
+    r = run([RUN, "--pick", "failed", "JOB=1:4", "log/k.JOB.log", *job], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(lines(tmp_path / "runs.txt")) == ["2", "4"]
+    assert all((tmp_path / f"log/k.{i}.log").read_text() == kept[i] for i in (1, 3))
+    assert all(FOOTER_RE.match(lines(tmp_path / f"log/k.{i}.log")[-1]) for i in (2, 4))
+    # nothing left to do
+    (tmp_path / "runs.txt").unlink()
+    r = run([RUN, "--pick", "failed", "JOB=1:4", "log/k.JOB.log", *job], tmp_path)
+    assert r.returncode == 0 and "nothing to rerun" in r.stderr and not (tmp_path / "runs.txt").exists()
+    # an unfinished log (no footer, e.g. the machine went down) and a missing one are rerun too
+    log3 = tmp_path / "log/k.3.log"
+    log3.write_text("\n".join(lines(log3)[:-2]) + "\n")
+    (tmp_path / "log/k.4.log").unlink()
+    r = run([RUN, "--pick", "incomplete", "JOB=1:4", "log/k.JOB.log", *job], tmp_path)
+    assert r.returncode == 0 and sorted(lines(tmp_path / "runs.txt")) == ["3", "4"]
+
+
+def test_job_killed_by_signal_is_logged(tmp_path: Path) -> None:
+    r = run([RUN, "log/sig.log", "echo", "before", ";", "kill", "-KILL", "$$"], tmp_path)
+    assert r.returncode == 1
+    ls = lines(tmp_path / "log/sig.log")
+    assert "before" in ls
+    assert re.match(r"^# Ended \(code 137; signal 9 SIGKILL\) at ", ls[-1])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_runner_signal_terminates_children(tmp_path: Path, signum: int) -> None:
+    p = subprocess.Popen([sys.executable, RUN, "--max-jobs-run", "2", "JOB=1:3", "log/s.JOB.log",
+                          "echo", "$$", ">", "pid.JOB", ";", "sleep", "60", "|", "cat"],
+                         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while not all((tmp_path / f"pid.{i}").is_file() and (tmp_path / f"pid.{i}").read_text().strip()
+                  for i in (1, 2)):
+        assert time.time() < deadline, "jobs did not start"
+        time.sleep(0.05)
+    pids = [int((tmp_path / f"pid.{i}").read_text()) for i in (1, 2)]
+    p.send_signal(signum)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 128 + signum
+    assert f"{signal.Signals(signum).name} received" in err and "1 not started" in err
+    assert not (tmp_path / "log/s.3.log").exists()
+    for i, pid in zip((1, 2), pids, strict=True):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        ls = lines(tmp_path / f"log/s.{i}.log")
+        assert ls[-3] == f"# Terminated by run.py ({signal.Signals(signum).name} received)"
+        assert re.match(r"^# Ended \(code 143; signal 15 SIGTERM\) at ", ls[-1])
+
+
+def test_gpu_jobs_get_distinct_devices(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    smi = bindir / "nvidia-smi"
+    smi.write_text("#!/usr/bin/env bash\n"
+                   "echo 'GPU 0: Fake GPU (UUID: GPU-a)'\necho 'GPU 1: Fake GPU (UUID: GPU-b)'\n")
+    smi.chmod(0o755)
+    env = env_without("CUDA_VISIBLE_DEVICES", PATH=f"{bindir}:{os.environ['PATH']}")
+    (tmp_path / "t").mkdir()
+    job = ["echo", "$CUDA_VISIBLE_DEVICES", ">", "t/JOB.dev", ";", *TIMED_JOB]
+    r = run([RUN, "--gpu", "1", "JOB=1:6", "log/g.JOB.log", *job], tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert max_overlap(tmp_path / "t", 6) == 2  # default: one job per GPU
+    spans = []
+    for i in range(1, 7):
+        dev = (tmp_path / f"t/{i}.dev").read_text().strip()
+        spans.append((float((tmp_path / f"t/{i}.start").read_text()),
+                      float((tmp_path / f"t/{i}.end").read_text()), dev))
+    assert {s[2] for s in spans} == {"0", "1"}
+    for a in spans:
+        for b in spans:
+            if a is not b and a[0] < b[1] and b[0] < a[1]:
+                assert a[2] != b[2], "two jobs ran on one GPU at the same time"
+    # CUDA_VISIBLE_DEVICES restricts the pool; --gpu 2 gives each job both devices
+    r = run([RUN, "--gpu", "2", "JOB=1:2", "log/g2.JOB.log", "echo", "$CUDA_VISIBLE_DEVICES"], tmp_path,
+            env=dict(env, CUDA_VISIBLE_DEVICES="5,7"))
+    assert r.returncode == 0 and lines(tmp_path / "log/g2.1.log")[3] == "5,7"
+
+
+def test_train_cmd_from_a_script_that_sourced_path_sh(tmp_path: Path) -> None:
+    script = tmp_path / "stage.sh"
+    script.write_text(textwrap.dedent(f"""\
+        #!/usr/bin/env bash
+        set -euo pipefail
+        cd {ROOT}
+        . ./path.sh
+        . ./cmd.sh
+        $train_cmd JOB=1:2 {tmp_path}/log/x.JOB.log echo JOB
+        $cuda_cmd {tmp_path}/log/gpu.log echo on gpu \\| tr a-z A-Z
+        """))
+    r = subprocess.run(["bash", str(script)], env=env_without("train_cmd", "cuda_cmd", "VIRTUAL_ENV"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for i in (1, 2):
+        ls = lines(tmp_path / f"log/x.{i}.log")
+        assert ls[0] == f"# echo {i}" and ls[3] == str(i) and FOOTER_RE.match(ls[-1])
+    assert lines(tmp_path / "log/gpu.log")[3] == "ON GPU"
+
+
+# ---------------------------------------------------------------------------------------------------
+# SLURM back-end
+
+FAKE_SBATCH = r'''#!/usr/bin/env python3
+"""Stand-in sbatch: records its argv, runs the batch script once per --array index."""
+import json, os, subprocess, sys
+args = sys.argv[1:]
+with open(os.environ["SBATCH_RECORD"], "a") as f:
+    f.write(json.dumps(args) + "\n")
+if os.environ.get("SBATCH_FAIL"):
+    print("sbatch: error: Batch job submission failed: Invalid account", file=sys.stderr)
+    sys.exit(1)
+spec, out, wait = None, "slurm-%j.out", False
+i = 0
+while i < len(args) - 1:
+    a = args[i]
+    if a.startswith("--array="): spec = a.split("=", 1)[1]
+    elif a in ("-o", "--output"): out = args[i + 1]; i += 1
+    elif a == "--wait": wait = True
+    i += 1
+script = args[-1]
+indices = [None]
+if spec is not None:
+    indices = []
+    for part in spec.split("%")[0].split(","):
+        a, _, b = part.partition("-")
+        indices += range(int(a), int(b or a) + 1)
+print("4242", flush=True)
+def run_all():
+    rc = 0
+    for idx in indices:
+        env = dict(os.environ, SLURM_JOB_ID="4242")
+        if idx is not None:
+            env["SLURM_ARRAY_TASK_ID"] = str(idx)
+        path = out.replace("%a", str(idx)).replace("%j", "4242")
+        with open(path, "w") as o:
+            rc = max(rc, subprocess.call(["bash", script], env=env, stdout=o, stderr=subprocess.STDOUT))
+    return rc
+sys.exit(run_all() if wait else 0)
+'''
+
+
+@pytest.fixture
+def slurm_env(tmp_path: Path) -> dict[str, str]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    sb = bindir / "sbatch"
+    sb.write_text(FAKE_SBATCH)
+    sb.chmod(0o755)
+    (tmp_path / "conf").mkdir()
+    shutil.copy(ROOT / "conf" / "slurm.conf", tmp_path / "conf" / "slurm.conf")
+    return dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}",
+                SBATCH_RECORD=str(tmp_path / "sbatch.argv"))
+
+
+def sbatch_calls(tmp_path: Path) -> list[list[str]]:
+    return [json.loads(x) for x in lines(tmp_path / "sbatch.argv")]
+
+
+def test_slurm_maps_options_and_writes_logs(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    r = run([SLURM, "--mem", "4G", "--num-threads", "2", "--gpu", "1", "--max-jobs-run", "2",
+             "--time=1:00:00", "JOB=1:3", "exp/log/mfcc.JOB.log",
+             "echo", "task", "JOB", "|", "tr", "a-z", "A-Z"],
+            tmp_path, env=slurm_env)
+    assert r.returncode == 0, r.stderr
+    assert "submitted job 4242" in r.stderr
+    assert sbatch_calls(tmp_path) == [[
+        "--export=PATH", "--ntasks-per-node=1", "--mem", "4G", "--cpus-per-task", "2", "--gres=gpu:1",
+        "--time", "1:00:00", "--job-name=mfcc", "--array=1-3%2", "--wait", "--parsable",
+        "-o", "exp/log/q/mfcc-%a.out", "exp/log/q/mfcc.sh"]]
+    assert os.access(tmp_path / "exp/log/q/mfcc.sh", os.X_OK)
+    for i in (1, 2, 3):
+        ls = lines(tmp_path / f"exp/log/mfcc.{i}.log")
+        assert ls[0] == f"# echo task {i} | tr a-z A-Z" and ls[3] == f"TASK {i}"
+        assert ls[-2].endswith("threads=2") and FOOTER_RE.match(ls[-1])
+        assert f"task {i}" in (tmp_path / f"exp/log/q/mfcc-{i}.out").read_text()
+    # gpu 0 (the default) adds nothing; a single job is not an array
+    r = run([SLURM, "exp/log/one.log", "true"], tmp_path, env=slurm_env)
+    assert r.returncode == 0, r.stderr
+    assert sbatch_calls(tmp_path)[-1] == [
+        "--export=PATH", "--ntasks-per-node=1", "--job-name=one", "--wait", "--parsable",
+        "-o", "exp/log/q/one.out", "exp/log/q/one.sh"]
+    assert FOOTER_RE.match(lines(tmp_path / "exp/log/one.log")[-1])
+
+
+def test_slurm_failing_task_and_pick_failed(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    for i in (1, 3, 4):
+        (tmp_path / f"ok.{i}").touch()
+    job = ["JOB=1:5", "exp/log/f.JOB.log", "echo", "JOB", ">>", "runs.txt", ";", "test", "-e", "ok.JOB"]
+    r = run([SLURM, *job], tmp_path, env=slurm_env)
+    assert r.returncode == 1
+    assert "slurm.py: 2 / 5 failed, log is in exp/log/f.*.log (first failed: exp/log/f.2.log)" in r.stderr
+    assert lines(tmp_path / "exp/log/f.5.log")[-1].startswith("# Ended (code 1) at ")
+    for i in (2, 5):
+        (tmp_path / f"ok.{i}").touch()
+    (tmp_path / "runs.txt").unlink()
+    r = run([SLURM, "--pick", "failed", "--max-jobs-run", "4", *job], tmp_path, env=slurm_env)
+    assert r.returncode == 0, r.stderr
+    assert "--array=2,5%4" in sbatch_calls(tmp_path)[-1]
+    assert sorted(lines(tmp_path / "runs.txt")) == ["2", "5"]
+
+
+def test_slurm_sbatch_error_propagates(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    r = run([SLURM, "JOB=1:2", "exp/log/e.JOB.log", "true"], tmp_path, env=dict(slurm_env, SBATCH_FAIL="1"))
+    assert r.returncode == 1
+    assert "Invalid account" in r.stderr and "sbatch exited with code 1" in r.stderr
+    r = run([SLURM, "JOB=1:2", "exp/log/e.JOB.log", "true"], tmp_path,
+            env=dict(slurm_env, PATH="/nonexistent:/usr/bin:/bin"))
+    assert r.returncode == 1 and "cannot run sbatch" in r.stderr
+
+
+def test_slurm_config_options(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    r = run([SLURM, "--partition", "long", "exp/log/c.log", "true"], tmp_path, env=slurm_env)
+    assert r.returncode == 2 and "--partition long is not described in conf/slurm.conf" in r.stderr
+    conf = tmp_path / "site.conf"
+    conf.write_text("command sbatch -A speech  # the account\noption partition=* -p $0\n"
+                    "option mem=* --mem-per-cpu $0\ndefault partition=short\n")
+    r = run([SLURM, "--config", str(conf), "--mem", "2G", "exp/log/c.log", "true"], tmp_path, env=slurm_env)
+    assert r.returncode == 0, r.stderr
+    assert sbatch_calls(tmp_path)[-1][:5] == ["-A", "speech", "-p", "short", "--mem-per-cpu"]
+    r = run([SLURM, "--config", str(conf), "--gpu", "1", "exp/log/c.log", "true"], tmp_path, env=slurm_env)
+    assert r.returncode == 2 and "--gpu 1 is not described" in r.stderr
+    # without conf/slurm.conf the built-in default applies
+    (tmp_path / "conf" / "slurm.conf").unlink()
+    r = run([SLURM, "--gpu", "2", "exp/log/c.log", "true"], tmp_path, env=slurm_env)
+    assert r.returncode == 0, r.stderr
+    assert "--gres=gpu:2" in sbatch_calls(tmp_path)[-1]
+
+
+def test_slurm_config_parsing_and_array_spec() -> None:
+    cfg = SlurmConfig.parse(DEFAULT_SLURM_CONFIG, "<default>")
+    assert cfg.command == ["sbatch", "--export=PATH", "--ntasks-per-node=1"]
+    assert cfg.options({"mem": "0", "num_threads": "4"}) == ["--cpus-per-task", "4"]
+    with pytest.raises(DataError, match=r"bad\.conf:2: expected"):
+        SlurmConfig.parse("command sbatch\nbogus line\n", "bad.conf")
+    assert array_spec([1, 2, 3, 4]) == "1-4"
+    assert array_spec([2, 5], 3) == "2,5%3"
+    assert array_spec([1, 2, 4, 6, 7, 8]) == "1-2,4,6-8"
