@@ -17,7 +17,7 @@ corpus=demo             # demo | speechocean762 | voxceleb | dir
 corpus_dir=             # source of the corpus (demo: where its audio is synthesised, default corpora/demo)
 name=                   # data set prefix (default: the corpus name); sets are <name>_train, <name>_test
 vox1_dir=               # voxceleb: VoxCeleb1 root (default <corpus-dir>/voxceleb1)
-vox2_dir=               # voxceleb: VoxCeleb2 root (default <corpus-dir>/voxceleb2)
+vox2_dir=               # voxceleb: VoxCeleb2 root (default <corpus-dir>/voxceleb2, used when it exists)
 num_test_spk=           # speechocean762 / dir: test speakers split off by seed (default: the script's)
 seed=0                  # seed for everything random (corpus synthesis, speaker split, ...)
 nj=$(nproc 2>/dev/null || echo 4)   # parallel jobs for the split stages
@@ -84,10 +84,13 @@ if in_stages 0; then
       local/make_demo_corpus.sh --nj "$nj" --seed "$seed" "${corpus_dir:-corpora/demo}" "$data" ;;
     speechocean762)
       [ -n "$corpus_dir" ] || { echo "$0: --corpus speechocean762 needs --corpus-dir" >&2; exit 1; }
-      local/prepare_speechocean762.sh --seed "$seed" "${test_opt[@]}" "$corpus_dir" "$data" ;;
+      local/prepare_speechocean762.sh --name "$name" --seed "$seed" "${test_opt[@]}" "$corpus_dir" "$data" ;;
     voxceleb)
-      local/prepare_voxceleb.sh --nj "$nj" --vox1 "${vox1_dir:-$corpus_dir/voxceleb1}" \
-        --vox2 "${vox2_dir:-$corpus_dir/voxceleb2}" "$data" ;;
+      vox1_dir=${vox1_dir:-$corpus_dir/voxceleb1}
+      vox2_dir=${vox2_dir:-$corpus_dir/voxceleb2}
+      vox2_opt=()   # VoxCeleb2 is optional with the Vox1-O list (training on Vox1 dev alone)
+      [ -d "$vox2_dir" ] && vox2_opt=(--vox2 "$vox2_dir")
+      local/prepare_voxceleb.sh --name "$name" --nj "$nj" --vox1 "$vox1_dir" "${vox2_opt[@]}" "$data" ;;
     dir)
       [ -n "$corpus_dir" ] || { echo "$0: --corpus dir needs --corpus-dir" >&2; exit 1; }
       local/prepare_dir_corpus.sh --seed "$seed" "${test_opt[@]}" "$corpus_dir" "$data" "$name" ;;
