@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Kaldi compute-mfcc-feats: MFCC (+ raw log-energy) of every utterance of a wav.scp into an ark/scp pair.
+
+Usage: compute_mfcc_feats.py [--config conf/mfcc.conf] [--compress true|false] [--skip-short true|false]
+           [--write-utt2num-frames F] [--write-utt2dur F] [--source-scp data/x/wav.scp]
+           [--done-stamp F] [--stamp-input F ...] [--<kaldi-option>=<value> ...] <wav.scp> <ark> <scp>
+
+Kaldi options given on the command line (e.g. --dither=0) override the config file, as in Kaldi.
+"""
+import argparse
+import sys
+
+from sslsv.features.jobs import mfcc_job
+from sslsv.features.kaldi_options import read_mfcc_config
+from sslsv.tables import DataError
+
+
+def _bool(s: str) -> bool:
+    if s not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+    return s == "true"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
+    ap.add_argument("--config", help="Kaldi option file (compute-mfcc-feats options)")
+    ap.add_argument("--compress", type=_bool, default=False,
+                    help="store with Kaldi's lossy compression (copy-feats --compress=true) [false]")
+    ap.add_argument("--skip-short", type=_bool, default=False,
+                    help="log and skip audio shorter than one frame instead of failing [false]")
+    ap.add_argument("--write-utt2num-frames", help="write '<utt> <frames>' lines here")
+    ap.add_argument("--write-utt2dur", help="write '<utt> <seconds>' lines here")
+    ap.add_argument("--source-scp", help="the unsplit wav.scp, so errors name its lines")
+    ap.add_argument("--done-stamp", help="skip if this stamp matches inputs/options; write it when done")
+    ap.add_argument("--stamp-input", action="append", default=[],
+                    help="extra file whose content the done-stamp covers (e.g. the config)")
+    ap.add_argument("wav_scp")
+    ap.add_argument("ark")
+    ap.add_argument("scp")
+    args, rest = ap.parse_known_args(argv)
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        ap.error(f"unexpected arguments {bad} (Kaldi options are given as --name=value)")
+    try:
+        cfg = read_mfcc_config(args.config, rest)
+        stamp_inputs = tuple(args.stamp_input) + ((args.config,) if args.config else ())
+        mfcc_job(args.wav_scp, cfg, args.ark, args.scp, compress=args.compress, skip_short=args.skip_short,
+                 utt2num_frames=args.write_utt2num_frames, utt2dur=args.write_utt2dur,
+                 source_scp=args.source_scp, done_stamp=args.done_stamp, stamp_inputs=stamp_inputs)
+    except DataError as e:
+        print(f"compute_mfcc_feats.py: ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
