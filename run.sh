@@ -75,13 +75,27 @@ utils/setup_env.sh "${tools[@]}"
 . ./cmd.sh
 
 # ---- stage 0: data preparation ---------------------------------------------------------------------
-if in_stages 0; then
+# Stage 0 is skipped when its options and the corpus source are unchanged and its outputs exist (later
+# stages may legitimately edit the data dirs, e.g. fix_data_dir.sh, so their content is not compared).
+[ "$corpus" = demo ] && corpus_dir=${corpus_dir:-corpora/demo}
+stage0_stamp=$data/.stage0_$name.stamp
+stage0_opts="corpus=$corpus dir=$corpus_dir name=$name vox1=$vox1_dir vox2=$vox2_dir test=$num_test_spk seed=$seed"
+stage0_done() {
+  local f
+  for f in $data/$train_set/{wav.scp,utt2spk,spk2utt} $data/$test_set/{wav.scp,utt2spk,spk2utt,trials}; do
+    [ -s "$f" ] || return 1
+  done
+  stamp.py check "$stage0_stamp" ${corpus_dir:+"$corpus_dir"} --opts "$stage0_opts"
+}
+if in_stages 0 && stage0_done; then
+  log "stage 0: $data/$train_set and $data/$test_set are up to date ($stage0_stamp); skipping"
+elif in_stages 0; then
   log "stage 0: data preparation ($corpus -> $data/$train_set, $data/$test_set)"
   test_opt=()
   [ -n "$num_test_spk" ] && test_opt=(--num-test-spk "$num_test_spk")
   case $corpus in
     demo)
-      local/make_demo_corpus.sh --nj "$nj" --seed "$seed" "${corpus_dir:-corpora/demo}" "$data" ;;
+      local/make_demo_corpus.sh --nj "$nj" --seed "$seed" "$corpus_dir" "$data" ;;
     speechocean762)
       [ -n "$corpus_dir" ] || { echo "$0: --corpus speechocean762 needs --corpus-dir" >&2; exit 1; }
       local/prepare_speechocean762.sh --name "$name" --seed "$seed" "${test_opt[@]}" "$corpus_dir" "$data" ;;
@@ -98,6 +112,7 @@ if in_stages 0; then
   for set in $train_set $test_set; do
     utils/validate_data_dir.sh --no-feats "$data/$set"
   done
+  stamp.py write "$stage0_stamp" ${corpus_dir:+"$corpus_dir"} --opts "$stage0_opts"
 fi
 
 # ---- stage 1: MFCC and energy VAD ------------------------------------------------------------------
