@@ -80,8 +80,8 @@ def cpu_model() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", default=os.environ.get("SSLSV_SPEECHOCEAN",
-                                                       "/work/shared/data/speechocean762-train"))
+    default = Path(__file__).resolve().parents[2] / "shared/data/speechocean762-train"
+    ap.add_argument("--corpus", default=os.environ.get("SSLSV_SPEECHOCEAN", str(default)))
     ap.add_argument("--limit", type=int, default=0, help="only the first N utterances (0: all)")
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     a = ap.parse_args()

@@ -12,7 +12,7 @@ nj=1
 name=speechocean762
 help_message=$(cat <<HELP
 Usage: $0 [options] <source-dir> <data-root>
- e.g.: $0 /work/shared/data/speechocean762-train data
+ e.g.: $0 ../shared/data/speechocean762-train data
 <source-dir> is either
   - the official distribution: WAVE/SPEAKERnnnn/*.WAV with train/{wav.scp,utt2spk,...} and/or
     test/{...}; wav.scp paths are relative to <source-dir>. With both halves the official split is

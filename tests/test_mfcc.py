@@ -19,7 +19,7 @@ from sslsv.features.mfcc import compute_mfcc, dither_seed, knf_options, num_fram
 from sslsv.tables import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEECHOCEAN = Path(os.environ.get("SSLSV_SPEECHOCEAN", "/work/shared/data/speechocean762-train"))
+SPEECHOCEAN = Path(os.environ.get("SSLSV_SPEECHOCEAN", ROOT.parent / "shared/data/speechocean762-train"))
 EPS = float(np.finfo(np.float32).eps)
 
 

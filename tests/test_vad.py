@@ -13,7 +13,7 @@ from sslsv.features.vad import compute_vad
 from sslsv.tables import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEECHOCEAN = Path(os.environ.get("SSLSV_SPEECHOCEAN", "/work/shared/data/speechocean762-train"))
+SPEECHOCEAN = Path(os.environ.get("SSLSV_SPEECHOCEAN", ROOT.parent / "shared/data/speechocean762-train"))
 
 
 def loop_vad(energy: np.ndarray, cfg: VadConfig) -> np.ndarray:
