@@ -12,7 +12,7 @@
 set -euo pipefail
 
 nj=4
-cmd=utils/run.py
+cmd=run.py
 vad_config=conf/vad.conf
 help_message="Usage: $0 [options] <data-dir> [<log-dir> [<vad-dir>]]
  e.g.: $0 --nj 4 --cmd \"\$train_cmd\" data/train exp/make_vad/train mfcc

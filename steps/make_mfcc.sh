@@ -18,7 +18,7 @@
 set -euo pipefail
 
 nj=4
-cmd=utils/run.py
+cmd=run.py
 mfcc_config=conf/mfcc.conf
 compress=false
 write_utt2num_frames=true

@@ -1,0 +1,55 @@
+"""YAML configuration of the model stages (``conf/ivector.yaml``, ``conf/cluster/*.yaml``, ...).
+
+A config file is a mapping of sections; a step reads its section, and ``name=value`` overrides from the
+command line win over the file. Unknown keys are errors that name the file and the key, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .tables import DataError
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file (a mapping at top level)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such config file")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{p}: expected a mapping at top level")
+    return data
+
+
+def section(path: str | os.PathLike | None, name: str, defaults: Mapping[str, Any],
+            overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Options of section ``name``: ``defaults`` updated by the file's section, then by ``key=value``
+    overrides (values parsed as YAML scalars). Keys not in ``defaults`` are errors."""
+    out = dict(defaults)
+    where = f"{path}" if path is not None else "defaults"
+    items: list[tuple[str, Any, str]] = []
+    if path is not None:
+        sec = load_config(path).get(name, {}) or {}
+        if not isinstance(sec, dict):
+            raise DataError(f"{path}: section '{name}' must be a mapping")
+        items += [(k, v, f"{where}: {name}.{k}") for k, v in sec.items()]
+    for o in overrides:
+        if "=" not in o:
+            raise DataError(f"override {o!r}: expected key=value")
+        k, v = o.split("=", 1)
+        items.append((k.replace("-", "_"), yaml.safe_load(v), f"override {o!r}"))
+    for k, v, src in items:
+        if k not in out:
+            raise DataError(f"{src}: unknown option '{k}' (known: {', '.join(sorted(out))})")
+        out[k] = v
+    return out
