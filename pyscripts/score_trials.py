@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Score verification trials on utterance-level vectors (i-vectors or embeddings) and report EER/minDCF.
+
+Sub-commands (the workers of steps/score_cosine.sh and steps/score_plda.sh):
+  cosine   [--mean-scp train.scp] <trials> <test.scp> <out-dir>
+           cosine after subtracting the training mean (no labels used).
+  plda     [--lda-dim N] [--plda-iters N] [--smoothing B] [--label S]
+           <train.scp> <train-utt2spk> <trials> <test.scp> <out-dir>
+           Kaldi's voxceleb back end: mean.vec, LDA (transform.mat), length norm, PLDA (plda), trained
+           on the training vectors with the given utt2spk; trials scored with ivector-plda-scoring.
+  evaluate [--result result.json] [--label S] <trials> <scores>
+           EER and minDCF of an existing scores file.
+
+Each writes <out-dir>/scores (``enroll test score``) and <out-dir>/result.json (atomically) and prints
+the one-line summary. Inputs are checked before any computation: every trial's utterances must be in
+test.scp, every training utterance must have a speaker in utt2spk.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sslsv.backend import (
+    Lda,
+    Plda,
+    dot_scores,
+    global_mean,
+    length_norm,
+    read_vector_scp,
+    score_pairs,
+    write_kaldi_vector,
+)
+from sslsv.scoring import (
+    Trials,
+    check_trials_keys,
+    evaluate,
+    format_score,
+    read_scores,
+    read_trials,
+    summary_line,
+    write_result,
+    write_scores,
+)
+from sslsv.tables import DataError, read_map
+
+
+def log(msg: str) -> None:
+    print(f"score_trials.py: {msg}", file=sys.stderr, flush=True)
+
+
+def _index(trials: Trials, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    pos = {k: i for i, k in enumerate(keys)}
+    e = np.fromiter((pos[t[0]] for t in trials), dtype=np.int64, count=len(trials))
+    t = np.fromiter((pos[t[1]] for t in trials), dtype=np.int64, count=len(trials))
+    return e, t
+
+
+def _finish(out_dir: Path, trials: Trials, scores: np.ndarray, info: dict, label: str) -> dict:
+    write_scores(out_dir / "scores", trials, scores)
+    # Metrics on the scores as written (6 significant digits), as Kaldi computes them from the file.
+    rounded = np.array([float(format_score(s)) for s in scores.tolist()])
+    result = evaluate(trials, {(t[0], t[1]): s for t, s in zip(trials, rounded.tolist(), strict=True)})
+    result = {"label": label, **info, **result}
+    write_result(out_dir / "result.json", result)
+    print(summary_line(result, label), flush=True)
+    return result
+
+
+def _load_test(trials_path: str, test_scp: str) -> tuple[Trials, list[str], np.ndarray]:
+    trials = read_trials(trials_path)
+    keys, x = read_vector_scp(test_scp)
+    check_trials_keys(trials, set(keys), what=test_scp)
+    return trials, keys, x
+
+
+def cmd_cosine(a: argparse.Namespace) -> dict:
+    trials, keys, x = _load_test(a.trials, a.test_scp)
+    mean = None
+    if a.mean_scp:
+        _, xtr = read_vector_scp(a.mean_scp)
+        if xtr.shape[1] != x.shape[1]:
+            raise DataError(f"{a.mean_scp}: dimension {xtr.shape[1]}, but {a.test_scp} has {x.shape[1]}")
+        mean = global_mean(xtr)
+        log(f"mean of {len(xtr)} training vectors from {a.mean_scp}")
+    t0 = time.time()
+    xn = length_norm(x - mean if mean is not None else x, scaleup=False)
+    e, t = _index(trials, keys)
+    scores = score_pairs(xn, e, t, dot_scores)
+    log(f"scored {len(trials)} trials (cosine) in {time.time() - t0:.2f} s")
+    info = {"backend": "cosine", "mean_scp": a.mean_scp, "trials": a.trials, "test_scp": a.test_scp,
+            "dim": int(x.shape[1])}
+    return _finish(Path(a.out_dir), trials, scores, info, a.label)
+
+
+def cmd_plda(a: argparse.Namespace) -> dict:
+    out = Path(a.out_dir)
+    # --- inputs checked first
+    utt2spk = read_map(a.utt2spk)
+    trials, keys, x = _load_test(a.trials, a.test_scp)
+    tkeys, xtr = read_vector_scp(a.train_scp)
+    for i, k in enumerate(tkeys):
+        if k not in utt2spk:
+            raise DataError(f"{a.train_scp}:{i + 1}: utterance {k!r} has no speaker in {a.utt2spk}")
+    if xtr.shape[1] != x.shape[1]:
+        raise DataError(f"{a.train_scp}: dimension {xtr.shape[1]}, but {a.test_scp} has {x.shape[1]}")
+    spk = np.array([utt2spk[k] for k in tkeys])
+    n_spk = len(set(spk.tolist()))
+    dim = xtr.shape[1]
+    log(f"{len(tkeys)} training vectors of dimension {dim}, {n_spk} speakers ({a.utt2spk}); "
+        f"{len(trials)} trials on {len(keys)} test vectors")
+
+    # --- mean, LDA, length norm
+    mean = global_mean(xtr)
+    write_kaldi_vector(out / "mean.vec", mean)
+    xtr = xtr - mean
+    lda_dim = a.lda_dim
+    if lda_dim > 0:
+        cap = min(dim, n_spk - 1)
+        if lda_dim > cap:
+            log(f"NOTICE: LDA dimension {lda_dim} clamped to {cap} "
+                f"= min(dim {dim}, #speakers - 1 = {n_spk - 1})")
+            lda_dim = cap
+        lda = Lda().fit(xtr, spk, lda_dim)
+        lda.write_kaldi(out / "transform.mat")
+        xtr = lda.transform(xtr)
+        log(f"LDA {dim} -> {lda_dim} dims (between-class eigenvalues "
+            f"{', '.join(f'{v:.3g}' for v in lda.eigenvalues[:5])}, ...)")
+    else:
+        lda = None
+        (out / "transform.mat").unlink(missing_ok=True)
+        log("no LDA (--lda-dim 0)")
+    xtr = length_norm(xtr)
+
+    # --- PLDA
+    plda = Plda().fit(xtr, spk, num_iters=a.plda_iters, log=log)
+    plda.smooth(a.smoothing)
+    plda.save(out / "plda")
+    plda.write_kaldi_text(out / "plda.txt")  # the same model as Kaldi's text <Plda> object
+    log(f"PLDA psi (largest): {', '.join(f'{v:.3g}' for v in plda.psi[:5])}")
+
+    # --- scoring (enrollment and test are both single test utterances: num_utts = 1)
+    t0 = time.time()
+    xt = x - mean
+    if lda is not None:
+        xt = lda.transform(xt)
+    yt = plda.transform(length_norm(xt), num_utts=1)
+    e, t = _index(trials, keys)
+    scores = score_pairs(yt, e, t, plda.llr)
+    log(f"scored {len(trials)} trials (PLDA) in {time.time() - t0:.2f} s")
+    info = {"backend": "lda+plda" if lda is not None else "plda",
+            "options": {"lda_dim_requested": a.lda_dim, "lda_dim": lda_dim, "plda_iters": a.plda_iters,
+                        "smoothing": a.smoothing, "normalize_length": True, "num_utts": 1},
+            "utt2spk": a.utt2spk, "train_scp": a.train_scp, "num_train_utts": len(tkeys),
+            "num_train_spk": n_spk, "trials": a.trials, "test_scp": a.test_scp, "dim": dim,
+            "plda_objective": plda.objective}
+    return _finish(out, trials, scores, info, a.label)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> dict:
+    trials = read_trials(a.trials)
+    scores = read_scores(a.scores)
+    known = {(t[0], t[1]) for t in trials}
+    for k in scores:
+        if k not in known:
+            raise DataError(f"{a.scores}: score for {k[0]} {k[1]}, which is not a trial in {a.trials}")
+    result = {"label": a.label, "trials": a.trials, "scores": a.scores, **evaluate(trials, scores)}
+    if a.result:
+        write_result(a.result, result)
+    print(summary_line(result, a.label), flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cosine", help="cosine scoring after mean subtraction")
+    c.add_argument("--mean-scp", help="vectors whose mean is subtracted (the training set)")
+    c.add_argument("--label", default="cosine")
+    c.add_argument("trials")
+    c.add_argument("test_scp")
+    c.add_argument("out_dir")
+    p = sub.add_parser("plda", help="mean + LDA + length norm + PLDA, trained and scored")
+    p.add_argument("--lda-dim", type=int, default=64, help="0 = no LDA")
+    p.add_argument("--plda-iters", type=int, default=10)
+    p.add_argument("--smoothing", type=float, default=0.0)
+    p.add_argument("--label", default="supervised back end")
+    for name in ("train_scp", "utt2spk", "trials", "test_scp", "out_dir"):
+        p.add_argument(name)
+    v = sub.add_parser("evaluate", help="EER / minDCF of a scores file")
+    v.add_argument("--result", help="write result.json here")
+    v.add_argument("--label", default=None)
+    v.add_argument("trials")
+    v.add_argument("scores")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd != "evaluate":
+            Path(a.out_dir).mkdir(parents=True, exist_ok=True)
+        {"cosine": cmd_cosine, "plda": cmd_plda, "evaluate": cmd_evaluate}[a.cmd](a)
+    except (DataError, ValueError, np.linalg.LinAlgError) as e:
+        print(f"score_trials.py: ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
