@@ -1,0 +1,716 @@
+"""Diagonal and full-covariance GMMs (UBMs) as Kaldi trains them (IVECTOR.md §4, §5): models, torch
+log-likelihood evaluators, Gaussian selection, EM statistics, Kaldi's M-steps, splitting and the
+in-memory initialisation of ``gmm-global-init-from-feats``.
+
+Model files (``.dubm`` diagonal, ``.ubm`` full) are numpy ``.npz`` archives, written atomically:
+
+=========  ==============  =======  ============================================================
+key        shape           dtype    meaning
+=========  ==============  =======  ============================================================
+kind       ()              str      ``"diag"`` or ``"full"``
+weights    (C,)            float64  mixture weights (sum 1, up to Kaldi's un-renormalised floors)
+means      (C, D)          float64  component means
+vars       (C, D)          float64  diagonal model only: variances
+covars     (C, D, D)       float64  full model only: covariance matrices (symmetric)
+=========  ==============  =======  ============================================================
+
+Kaldi stores the same models as float32 natural parameters (``<GCONSTS>``, ``<WEIGHTS>``,
+``<MEANS_INVVARS>``/``<INV_VARS>`` or ``<MEANS_INVCOVARS>``/``<INV_COVARS>``); ours keep float64 and
+derive the precision-form constants in the evaluators (:class:`DiagLoglik`, :class:`FullLoglik`).
+``pyscripts/convert_kaldi_gmm.py`` converts Kaldi text dumps.
+
+Precision: evaluators run in the dtype asked for (float32 on the fast path, float64 for parity/tests);
+posteriors are turned into float64 before accumulation, and every statistic (``n``, ``m1``, ``m2``,
+``M2``), M-step and split is float64 (Kaldi accumulates and updates in double).
+
+Statistics files (``.acc``: the E-step of one data split) are ``.npz`` with ``kind`` (``"diag"`` /
+``"full"``), ``n`` (C,), ``m1`` (C, D), ``m2`` (C, D) or (C, D, D), ``tot_loglik`` () and
+``num_frames`` (), all float64 (the frame count too): :class:`GmmStats`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..tables import DataError, atomic_path
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+
+def _save_npz(path: str | os.PathLike, **arrays) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _load_npz(path: str | os.PathLike, kind: str) -> dict[str, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such model file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{p}: not a model file (.npz): {e}") from e
+    got = str(data.get("kind", ""))
+    if got != kind:
+        raise DataError(f"{p}: expected a {kind} GMM, found kind {got!r}")
+    return data
+
+
+@dataclass
+class DiagGmm:
+    """Diagonal-covariance GMM: ``weights`` (C,), ``means`` (C, D), ``vars`` (C, D), float64."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    vars: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
+        self.means = np.asarray(self.means, dtype=np.float64)
+        self.vars = np.asarray(self.vars, dtype=np.float64)
+        c = self.weights.shape[0]
+        if self.means.ndim != 2 or self.means.shape[0] != c or self.vars.shape != self.means.shape:
+            raise ValueError(f"DiagGmm: inconsistent shapes weights {self.weights.shape}, means "
+                             f"{self.means.shape}, vars {self.vars.shape}")
+
+    @property
+    def num_gauss(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the ``.npz`` model (format in the module docstring), atomically."""
+        _save_npz(path, kind=np.array("diag"), weights=self.weights, means=self.means, vars=self.vars)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DiagGmm:
+        d = _load_npz(path, "diag")
+        return cls(d["weights"], d["means"], d["vars"])
+
+    def to_full(self) -> FullGmm:
+        """``gmm-global-to-fgmm``: covariances ``diag(vars)``, same weights and means."""
+        covars = np.zeros((self.num_gauss, self.dim, self.dim))
+        ii = np.arange(self.dim)
+        covars[:, ii, ii] = self.vars
+        return FullGmm(self.weights.copy(), self.means.copy(), covars)
+
+    def copy(self) -> DiagGmm:
+        return DiagGmm(self.weights.copy(), self.means.copy(), self.vars.copy())
+
+
+@dataclass
+class FullGmm:
+    """Full-covariance GMM: ``weights`` (C,), ``means`` (C, D), ``covars`` (C, D, D), float64."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covars: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
+        self.means = np.asarray(self.means, dtype=np.float64)
+        self.covars = np.asarray(self.covars, dtype=np.float64)
+        c = self.weights.shape[0]
+        if (self.means.ndim != 2 or self.means.shape[0] != c
+                or self.covars.shape != (c, self.means.shape[1], self.means.shape[1])):
+            raise ValueError(f"FullGmm: inconsistent shapes weights {self.weights.shape}, means "
+                             f"{self.means.shape}, covars {self.covars.shape}")
+
+    @property
+    def num_gauss(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the ``.npz`` model (format in the module docstring), atomically."""
+        _save_npz(path, kind=np.array("full"), weights=self.weights, means=self.means, covars=self.covars)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FullGmm:
+        d = _load_npz(path, "full")
+        return cls(d["weights"], d["means"], d["covars"])
+
+    def to_diag(self) -> DiagGmm:
+        """``fgmm-global-to-gmm``: the diagonal of each covariance (not of the precision), same weights
+        and means. This is the model Kaldi uses for Gaussian selection with a full UBM."""
+        return DiagGmm(self.weights.copy(), self.means.copy(),
+                       np.diagonal(self.covars, axis1=1, axis2=2).copy())
+
+    def copy(self) -> FullGmm:
+        return FullGmm(self.weights.copy(), self.means.copy(), self.covars.copy())
+
+
+def load_gmm(path: str | os.PathLike) -> DiagGmm | FullGmm:
+    """Load a diagonal or full model, whichever the file holds."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            kind = str(z["kind"])
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{p}: not a GMM model file: {e}") from e
+    return DiagGmm.load(p) if kind == "diag" else FullGmm.load(p)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluators
+
+def _log(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(x)
+
+
+class DiagLoglik:
+    """Per-component log-likelihoods ``ℓ_c(x)`` (weights included) of a diagonal GMM, as one GEMM:
+    ``[x, x²] @ [μ/σ², −½/σ²]ᵀ + g`` with ``g_c = ln w_c − ½(D ln2π + Σ ln σ² + Σ μ²/σ²)``.
+    Constants are computed once in float64, then cast to ``dtype`` on ``device``."""
+
+    def __init__(self, gmm: DiagGmm, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        self.device, self.dtype = torch.device(device), dtype
+        inv = 1.0 / gmm.vars
+        g = _log(gmm.weights) - 0.5 * (gmm.dim * LOG_2PI + np.log(gmm.vars).sum(1)
+                                       + (gmm.means ** 2 * inv).sum(1))
+        w = np.concatenate([gmm.means * inv, -0.5 * inv], axis=1)       # (C, 2D)
+        self.weight = torch.as_tensor(w.T.copy(), dtype=dtype, device=self.device)   # (2D, C)
+        self.gconst = torch.as_tensor(g, dtype=dtype, device=self.device)
+        self.num_gauss, self.dim = gmm.num_gauss, gmm.dim
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (T, D) → (T, C)."""
+        x = torch.as_tensor(x, device=self.device).to(self.dtype)
+        return torch.addmm(self.gconst, torch.cat([x, x * x], dim=1), self.weight)
+
+
+def tril_indices(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-major lower triangle (i ≥ j) indices: Kaldi's packed ``SpMatrix`` order."""
+    return np.tril_indices(dim)
+
+
+def vech_outer(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """``vech(x xᵀ)`` per row (lower triangle, row-major; ``flat = i*D + j`` for i ≥ j): (T, D(D+1)/2).
+    Outer product then one ``index_select`` (faster than two advanced-index gathers)."""
+    t, d = x.shape
+    return torch.index_select((x[:, :, None] * x[:, None, :]).reshape(t, d * d), 1, flat)
+
+
+def quad_features(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """``φ(x) = [x, vech(x xᵀ)]`` with the lower triangle in row-major order: (T, D + D(D+1)/2)."""
+    return torch.cat([x, vech_outer(x, flat)], dim=1)
+
+
+class FullLoglik:
+    """Per-component log-likelihoods of a full-covariance GMM (weights included) with the quadratic-feature
+    trick of IVECTOR.md §10.3: ``ℓ = g + φ(x) @ Wᵀ`` where ``φ(x) = [x, vech(xxᵀ)]`` and
+    ``W_c = [P_c μ_c, −½ vech'(P_c)]`` (off-diagonal entries doubled). Precisions, log-determinants and
+    ``g_c = ln w_c − ½(D ln2π + ln|Σ_c| + μ_cᵀP_cμ_c)`` are computed once in float64 (Cholesky).
+
+    Called with ``idx`` (T, K) it returns the selected components only. ``restricted="gather"`` gathers
+    the K selected rows of ``W`` per frame (K·F multiply-adds per frame, memory-bound), ``"dense"`` does the
+    one GEMM for all C and picks the K columns (C·F, compute-bound); ``"auto"`` takes dense when
+    C ≤ 60·K on CPU (the gather's memory traffic costs more there) and C ≤ 4·K on GPU. Frames are processed
+    in chunks of ``chunk_bytes`` so memory stays bounded."""
+
+    def __init__(self, gmm: FullGmm, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 chunk_bytes: int = 64 << 20, restricted: str = "auto"):
+        if restricted not in ("auto", "gather", "dense"):
+            raise ValueError(f"restricted must be auto, gather or dense, got {restricted!r}")
+        self.device, self.dtype, self.chunk_bytes = torch.device(device), dtype, chunk_bytes
+        self.restricted = restricted
+        d = gmm.dim
+        try:
+            chol = np.linalg.cholesky(gmm.covars)          # numpy: torch's batched CPU inverse is slow
+        except np.linalg.LinAlgError:
+            bad = int(np.argmin(np.linalg.eigvalsh(gmm.covars).min(1)))
+            raise ValueError(f"FullLoglik: covariance of component {bad} is not positive definite") from None
+        prec = np.linalg.inv(gmm.covars)
+        prec = 0.5 * (prec + prec.transpose(0, 2, 1))
+        logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(1)
+        pmu = np.einsum("cij,cj->ci", prec, gmm.means)
+        g = _log(gmm.weights) - 0.5 * (d * LOG_2PI + logdet + (pmu * gmm.means).sum(1))
+        r, c = tril_indices(d)
+        quad = -prec[:, r, c] * np.where(r == c, 0.5, 1.0)
+        w = np.concatenate([pmu, quad], axis=1)                            # (C, F)
+        self.flat = torch.as_tensor(r * d + c, device=self.device)
+        self.weight = torch.as_tensor(w, dtype=dtype, device=self.device)  # (C, F)
+        self.gconst = torch.as_tensor(g, dtype=dtype, device=self.device)
+        self.num_gauss, self.dim, self.num_feats = gmm.num_gauss, d, w.shape[1]
+
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (T, D) → (T, C), or with ``idx`` (T, K) → (T, K) for the selected components."""
+        x = torch.as_tensor(x, device=self.device).to(self.dtype)
+        t = x.shape[0]
+        item = self.weight.element_size()
+        if idx is not None:
+            idx = torch.as_tensor(idx, device=self.device)
+            k = idx.shape[1]
+            dense = self.restricted == "dense" or (
+                self.restricted == "auto"
+                and self.num_gauss <= (60 if self.device.type == "cpu" else 4) * k)
+        if idx is None or dense:
+            step = max(1, self.chunk_bytes // ((self.num_feats + self.num_gauss) * item))
+            out = torch.empty((t, self.num_gauss if idx is None else k), dtype=self.dtype, device=self.device)
+            for a in range(0, t, step):
+                phi = quad_features(x[a:a + step], self.flat)
+                ll = torch.addmm(self.gconst, phi, self.weight.T)
+                out[a:a + step] = ll if idx is None else ll.gather(1, idx[a:a + step])
+            return out
+        step = max(1, self.chunk_bytes // (k * self.num_feats * item))
+        out = torch.empty((t, k), dtype=self.dtype, device=self.device)
+        for a in range(0, t, step):
+            phi = quad_features(x[a:a + step], self.flat)                  # (t', F)
+            sel = idx[a:a + step]
+            wsel = self.weight[sel]                                        # (t', K, F)
+            out[a:a + step] = torch.bmm(wsel, phi.unsqueeze(2)).squeeze(2) + self.gconst[sel]
+        return out
+
+
+def gselect(loglik: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` largest log-likelihoods per row, descending; exact ties → larger index first
+    (Kaldi sorts (loglik, index) pairs descending). ``k ≥ C`` keeps all C. Returns int64 (T, min(k, C)).
+
+    Uses ``topk(k+1)`` and re-sorts the selection; rows where the k-th and (k+1)-th values tie (so the
+    boundary choice matters) fall back to a full stable sort."""
+    t, c = loglik.shape
+    k = min(k, c)
+    rev = torch.flip(loglik, dims=[1])                  # column j holds index c-1-j: ties → smaller j first
+
+    def ordered(vals: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        # sort the selected by (value desc, original index desc) = (value desc, reversed column asc)
+        o1 = torch.argsort(cols, dim=1, stable=True)
+        vals, cols = vals.gather(1, o1), cols.gather(1, o1)
+        o2 = torch.argsort(vals, dim=1, descending=True, stable=True)
+        return cols.gather(1, o2)
+
+    if t == 0:
+        return torch.empty((0, k), dtype=torch.long, device=loglik.device)
+    if k == c:
+        cols = torch.argsort(rev, dim=1, descending=True, stable=True)
+        return (c - 1) - cols
+    vals, cols = torch.topk(rev, k + 1, dim=1, sorted=True)
+    out = ordered(vals[:, :k], cols[:, :k])
+    tie = vals[:, k - 1] == vals[:, k]
+    if bool(tie.any()):
+        rows = torch.nonzero(tie).squeeze(1)
+        full = torch.argsort(rev[rows], dim=1, descending=True, stable=True)[:, :k]
+        out[rows] = full
+    return (c - 1) - out
+
+
+# --------------------------------------------------------------------------------------------------
+# statistics
+
+@dataclass
+class GmmStats:
+    """EM statistics (float64): ``n`` (C,), ``m1`` (C, D), ``m2`` (C, D) for a diagonal model or
+    (C, D, D) uncentred scatter for a full one; ``tot_loglik`` is the summed frame log-likelihood
+    (logsumexp over the evaluated components) and ``num_frames`` the frame count."""
+
+    kind: str
+    n: np.ndarray
+    m1: np.ndarray
+    m2: np.ndarray
+    tot_loglik: float = 0.0
+    num_frames: float = 0.0
+
+    @classmethod
+    def zeros(cls, kind: str, num_gauss: int, dim: int) -> GmmStats:
+        m2 = np.zeros((num_gauss, dim) if kind == "diag" else (num_gauss, dim, dim))
+        return cls(kind, np.zeros(num_gauss), np.zeros((num_gauss, dim)), m2)
+
+    def add(self, other: GmmStats) -> None:
+        if other.kind != self.kind or other.m2.shape != self.m2.shape:
+            raise ValueError(f"cannot add {other.kind} stats {other.m2.shape} to {self.kind} {self.m2.shape}")
+        self.n += other.n
+        self.m1 += other.m1
+        self.m2 += other.m2
+        self.tot_loglik += other.tot_loglik
+        self.num_frames += other.num_frames
+
+    @property
+    def avg_loglik(self) -> float:
+        return self.tot_loglik / self.num_frames if self.num_frames > 0 else float("nan")
+
+    def save(self, path: str | os.PathLike) -> None:
+        _save_npz(path, kind=np.array(self.kind), n=self.n, m1=self.m1, m2=self.m2,
+                  tot_loglik=np.float64(self.tot_loglik), num_frames=np.float64(self.num_frames))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GmmStats:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"{p}: no such statistics file")
+        with np.load(p, allow_pickle=False) as z:
+            return cls(str(z["kind"]), z["n"], z["m1"], z["m2"], float(z["tot_loglik"]),
+                       float(z["num_frames"]))
+
+
+def chunked(frames: Iterable[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
+    """Regroup per-utterance frame matrices into blocks of about ``chunk`` rows (utterance order kept)."""
+    buf: list[np.ndarray] = []
+    size = 0
+    for x in frames:
+        if x.shape[0] == 0:
+            continue
+        buf.append(x)
+        size += x.shape[0]
+        while size >= chunk:
+            cat = np.concatenate(buf) if len(buf) > 1 else buf[0]
+            yield cat[:chunk]
+            rest = cat[chunk:]
+            buf, size = ([rest], rest.shape[0]) if rest.shape[0] else ([], 0)
+    if size:
+        yield np.concatenate(buf) if len(buf) > 1 else buf[0]
+
+
+class DiagAccumulator:
+    """E-step of a diagonal GMM (``gmm-global-acc-stats``): posteriors are the softmax over all
+    components, or, with ``gselect_model`` and ``num_gselect``, over the top-K components of that model
+    (Kaldi's stored gselect; recomputed here from the same fixed model, which gives the same indices)."""
+
+    def __init__(self, gmm: DiagGmm, gselect_model: DiagGmm | None = None, num_gselect: int = 0,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        self.gmm = gmm
+        self.dev = torch.device(device)
+        self.ll = DiagLoglik(gmm, device, dtype)
+        self.gs = None
+        if gselect_model is not None and num_gselect > 0:
+            if gselect_model.num_gauss != gmm.num_gauss:
+                raise ValueError(f"gselect model has {gselect_model.num_gauss} Gaussians, the model "
+                                 f"{gmm.num_gauss} (low-count removal must wait for the last iteration)")
+            self.gs = DiagLoglik(gselect_model, device, dtype)
+        self.k = num_gselect
+        c, d = gmm.num_gauss, gmm.dim
+        self.n = torch.zeros(c, dtype=torch.float64, device=self.dev)
+        self.m1 = torch.zeros((c, d), dtype=torch.float64, device=self.dev)
+        self.m2 = torch.zeros((c, d), dtype=torch.float64, device=self.dev)
+        self.tot = torch.zeros((), dtype=torch.float64, device=self.dev)
+        self.frames = 0
+
+    def add(self, x: np.ndarray | torch.Tensor) -> None:
+        x = torch.as_tensor(x, device=self.dev)
+        ll = self.ll(x)
+        if self.gs is not None:
+            idx = gselect(self.gs(x), self.k)
+            sel = ll.gather(1, idx)
+            post = torch.softmax(sel, dim=1).to(torch.float64)
+            self.tot += torch.logsumexp(sel, dim=1).to(torch.float64).sum()
+            gam = torch.zeros((x.shape[0], self.gmm.num_gauss), dtype=torch.float64, device=self.dev)
+            gam.scatter_(1, idx, post)
+        else:
+            gam = torch.softmax(ll, dim=1).to(torch.float64)
+            self.tot += torch.logsumexp(ll, dim=1).to(torch.float64).sum()
+        x64 = x.to(torch.float64)
+        self.n += gam.sum(0)
+        self.m1 += gam.T @ x64
+        self.m2 += gam.T @ (x64 * x64)
+        self.frames += x.shape[0]
+
+    def stats(self) -> GmmStats:
+        return GmmStats("diag", self.n.cpu().numpy(), self.m1.cpu().numpy(), self.m2.cpu().numpy(),
+                        float(self.tot), float(self.frames))
+
+
+class FullAccumulator:
+    """E-step of a full GMM (``fgmm-global-acc-stats --gselect``): posteriors are the softmax of the full
+    log-likelihoods over the top-K components of ``gselect_model`` (a diagonal model, Kaldi's
+    ``fgmm-global-to-gmm`` of the initial full model), or over all components when it is ``None``.
+    Second-order stats ``Σγ vech(xxᵀ)`` are one float64 (C × T) @ (T × D(D+1)/2) GEMM per chunk, or, with
+    ``sparse_stats`` (default: on CPU with gselect and C ≥ 1024, where the dense GEMM's C/K-fold wasted
+    work dominates), a sparse (C × T, K nonzeros per frame) @ dense product."""
+
+    def __init__(self, gmm: FullGmm, gselect_model: DiagGmm | None = None, num_gselect: int = 0,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 sparse_stats: bool | None = None):
+        self.gmm = gmm
+        self.dev = torch.device(device)
+        self.ll = FullLoglik(gmm, device, dtype)
+        self.gs = None
+        if gselect_model is not None and num_gselect > 0:
+            if gselect_model.num_gauss != gmm.num_gauss:
+                raise ValueError(f"gselect model has {gselect_model.num_gauss} Gaussians, the model "
+                                 f"{gmm.num_gauss}")
+            self.gs = DiagLoglik(gselect_model, device, dtype)
+        self.k = num_gselect
+        c, d = gmm.num_gauss, gmm.dim
+        if sparse_stats is None:
+            sparse_stats = self.dev.type == "cpu" and c >= 1024
+        self.sparse = bool(sparse_stats) and self.gs is not None and self.k < c
+        r, cc = tril_indices(d)
+        self.flat = torch.as_tensor(r * d + cc, device=self.dev)
+        self.n = torch.zeros(c, dtype=torch.float64, device=self.dev)
+        self.m1 = torch.zeros((c, d), dtype=torch.float64, device=self.dev)
+        self.m2p = torch.zeros((c, len(r)), dtype=torch.float64, device=self.dev)
+        self.tot = torch.zeros((), dtype=torch.float64, device=self.dev)
+        self.frames = 0
+
+    def add(self, x: np.ndarray | torch.Tensor) -> None:
+        x = torch.as_tensor(x, device=self.dev)
+        if self.gs is not None:
+            idx = gselect(self.gs(x), self.k)
+            sel = self.ll(x, idx)
+            post = torch.softmax(sel, dim=1).to(torch.float64)
+            self.tot += torch.logsumexp(sel, dim=1).to(torch.float64).sum()
+            gam = torch.zeros((x.shape[0], self.gmm.num_gauss), dtype=torch.float64, device=self.dev)
+            gam.scatter_(1, idx, post)
+        else:
+            ll = self.ll(x)
+            gam = torch.softmax(ll, dim=1).to(torch.float64)
+            self.tot += torch.logsumexp(ll, dim=1).to(torch.float64).sum()
+        x64 = x.to(torch.float64)
+        self.n += gam.sum(0)
+        self.m1 += gam.T @ x64
+        if self.sparse:
+            t, k = idx.shape
+            frames = torch.arange(t, device=self.dev).repeat_interleave(k)
+            sp = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), frames]), post.reshape(-1),
+                                         (self.gmm.num_gauss, t), check_invariants=False).coalesce()
+            self.m2p += torch.sparse.mm(sp, vech_outer(x64, self.flat))
+        else:
+            self.m2p += gam.T @ vech_outer(x64, self.flat)
+        self.frames += x.shape[0]
+
+    def stats(self) -> GmmStats:
+        c, d = self.gmm.num_gauss, self.gmm.dim
+        packed = self.m2p.cpu().numpy()
+        m2 = np.zeros((c, d, d))
+        r, cc = tril_indices(d)
+        m2[:, r, cc] = packed
+        m2[:, cc, r] = packed
+        return GmmStats("full", self.n.cpu().numpy(), self.m1.cpu().numpy(), m2, float(self.tot),
+                        float(self.frames))
+
+
+# --------------------------------------------------------------------------------------------------
+# M-steps
+
+@dataclass
+class UpdateInfo:
+    """What an M-step did: components updated / kept (too little data) / removed, floored elements."""
+
+    updated: int = 0
+    kept: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    floored: int = 0
+
+    def summary(self) -> str:
+        s = f"{self.updated} Gaussians updated, {len(self.kept)} kept (too little data), " \
+            f"{len(self.removed)} removed, {self.floored} variance elements/eigenvalues floored"
+        return s
+
+
+def _occupancy_rule(n: np.ndarray, min_occ: float, min_w: float, remove: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kaldi's per-component decision: (prob, update mask, removed indices, kept indices)."""
+    c = n.shape[0]
+    occ_sum = n.sum()
+    prob = n / occ_sum if occ_sum > 0.0 else np.full(c, 1.0 / c)
+    ok = (n > min_occ) & (prob > min_w)
+    low = np.flatnonzero(~ok)
+    removed = low[:c - 1] if remove else low[:0]     # never remove the last Gaussian
+    kept = low[len(removed):]
+    return prob, ok, removed, kept
+
+
+def mle_diag_update(gmm: DiagGmm, stats: GmmStats, min_gaussian_occupancy: float = 10.0,
+                    min_variance: float = 0.001, min_gaussian_weight: float = 1e-4,
+                    remove_low_count_gaussians: bool = True) -> tuple[DiagGmm, UpdateInfo]:
+    """``MleDiagGmmUpdate`` (all flags), float64: components with ``n > min_occ`` and ``p > min_w``
+    get ``w = p``, ``μ = m1/n``, ``σ² = max(m2/n − μ², min_var)``; the others are removed (if enabled and
+    fewer than C−1 are marked) or keep μ, σ² with ``w = max(p, min_w)``. Weights are renormalised only
+    when something was removed."""
+    if stats.kind != "diag" or stats.n.shape[0] != gmm.num_gauss:
+        raise ValueError("mle_diag_update: statistics do not match the model")
+    prob, ok, removed, kept = _occupancy_rule(stats.n, min_gaussian_occupancy, min_gaussian_weight,
+                                              remove_low_count_gaussians)
+    new = gmm.copy()
+    nn = stats.n[ok][:, None]
+    mean = stats.m1[ok] / nn
+    var = stats.m2[ok] / nn - mean * mean
+    floored = int((var < min_variance).sum())
+    new.weights[ok] = prob[ok]
+    new.means[ok] = mean
+    new.vars[ok] = np.maximum(var, min_variance)
+    new.weights[kept] = np.maximum(prob[kept], min_gaussian_weight)
+    if len(removed):
+        keep = np.setdiff1d(np.arange(gmm.num_gauss), removed)
+        new = DiagGmm(new.weights[keep] / new.weights[keep].sum(), new.means[keep], new.vars[keep])
+    return new, UpdateInfo(int(ok.sum()), kept.tolist(), removed.tolist(), floored)
+
+
+def floor_eigenvalues(cov: np.ndarray, variance_floor: float = 0.001, max_condition: float = 1e4
+                      ) -> tuple[np.ndarray, int]:
+    """Kaldi's full-covariance floor, batched over (..., D, D): with ``Σ = U Λ Uᵀ`` set
+    ``Σ ← U max(Λ, f) Uᵀ`` where ``f = max(variance_floor, max|λ|/max_condition)``."""
+    lam, u = np.linalg.eigh(cov)
+    f = np.maximum(variance_floor, np.abs(lam).max(-1, keepdims=True) / max_condition)
+    floored = int((lam < f).sum())
+    lam = np.maximum(lam, f)
+    out = (u * lam[..., None, :]) @ np.swapaxes(u, -1, -2)
+    return 0.5 * (out + np.swapaxes(out, -1, -2)), floored
+
+
+def mle_full_update(gmm: FullGmm, stats: GmmStats, min_gaussian_occupancy: float = 100.0,
+                    variance_floor: float = 0.001, max_condition: float = 1e4,
+                    min_gaussian_weight: float = 1e-4, remove_low_count_gaussians: bool = False
+                    ) -> tuple[FullGmm, UpdateInfo]:
+    """``MleFullGmmUpdate``: as :func:`mle_diag_update` with ``Σ = M2/n − μμᵀ`` eigen-floored at
+    ``max(variance_floor, max|λ|/max_condition)`` and min occupancy 100 (Kaldi's default)."""
+    if stats.kind != "full" or stats.n.shape[0] != gmm.num_gauss:
+        raise ValueError("mle_full_update: statistics do not match the model")
+    prob, ok, removed, kept = _occupancy_rule(stats.n, min_gaussian_occupancy, min_gaussian_weight,
+                                              remove_low_count_gaussians)
+    new = gmm.copy()
+    floored = 0
+    if ok.any():
+        nn = stats.n[ok]
+        mean = stats.m1[ok] / nn[:, None]
+        cov = stats.m2[ok] / nn[:, None, None] - mean[:, :, None] * mean[:, None, :]
+        cov, floored = floor_eigenvalues(cov, variance_floor, max_condition)
+        new.weights[ok] = prob[ok]
+        new.means[ok] = mean
+        new.covars[ok] = cov
+    new.weights[kept] = np.maximum(prob[kept], min_gaussian_weight)
+    if len(removed):
+        keep = np.setdiff1d(np.arange(gmm.num_gauss), removed)
+        new = FullGmm(new.weights[keep] / new.weights[keep].sum(), new.means[keep], new.covars[keep])
+    return new, UpdateInfo(int(ok.sum()), kept.tolist(), removed.tolist(), floored)
+
+
+# --------------------------------------------------------------------------------------------------
+# splitting and initialisation (gmm-global-init-from-feats)
+
+def split_gmm(gmm: DiagGmm, target: int, rng: np.random.Generator, perturb: float = 0.1,
+              noise: np.ndarray | None = None) -> DiagGmm:
+    """``DiagGmm::Split``: until ``target`` components, split the heaviest (first on ties, new ones
+    included): halve its weight, append a copy, move the new mean by ``+perturb·σ⊙z`` and the old by
+    ``−perturb·σ⊙z`` with ``z ~ N(0, I)``. ``noise`` (target−C, D) injects the draws."""
+    c, d = gmm.num_gauss, gmm.dim
+    if target <= c:
+        return gmm.copy()
+    w = np.concatenate([gmm.weights, np.zeros(target - c)])
+    mu = np.concatenate([gmm.means, np.zeros((target - c, d))])
+    var = np.concatenate([gmm.vars, np.zeros((target - c, d))])
+    z = rng.standard_normal((target - c, d)) if noise is None else np.asarray(noise, dtype=np.float64)
+    for i in range(c, target):      # sequential by definition; a loop over splits, not frames
+        j = int(np.argmax(w[:i]))
+        w[j] /= 2.0
+        w[i] = w[j]
+        var[i] = var[j]
+        step = perturb * np.sqrt(var[j]) * z[i - c]
+        mu[i] = mu[j] + step
+        mu[j] = mu[j] - step
+    return DiagGmm(w, mu, var)
+
+
+def split_schedule(num_gauss: int, num_gauss_init: int, num_iters: int) -> list[int]:
+    """Component counts trained in each init iteration when nothing is removed (IVECTOR.md §4.2)."""
+    if num_gauss_init <= 0 or num_gauss_init > num_gauss:
+        num_gauss_init = num_gauss
+    half = num_iters // 2
+    inc = (num_gauss - num_gauss_init) // half if half > 0 else 0
+    cur, sizes = num_gauss_init, []
+    for _ in range(num_iters):
+        sizes.append(cur)
+        cur = max(cur, min(num_gauss, cur + inc))
+    return sizes
+
+
+class FrameReservoir:
+    """Reservoir sample of ``num_frames`` rows as ``gmm-global-init-from-feats`` keeps them: the first
+    ``num_frames`` rows, then the n-th row (n > F, 1-based) overwrites a uniformly random slot with
+    probability F/n. Vectorised per block of rows; draws come from ``rng``."""
+
+    def __init__(self, num_frames: int, dim: int, rng: np.random.Generator):
+        self.cap = num_frames
+        self.buf = np.zeros((num_frames, dim), dtype=np.float32)
+        self.seen = 0
+        self.rng = rng
+
+    def add(self, x: np.ndarray) -> None:
+        t = x.shape[0]
+        fill = min(max(self.cap - self.seen, 0), t)
+        if fill:
+            self.buf[self.seen:self.seen + fill] = x[:fill]
+        rest = t - fill
+        if rest:
+            n = np.arange(self.seen + fill + 1, self.seen + t + 1, dtype=np.float64)
+            slot = self.rng.integers(0, self.cap, size=rest)
+            keep = self.rng.random(rest) < self.cap / n
+            rows = np.flatnonzero(keep)
+            if len(rows):
+                s = slot[rows]
+                # the last row written to a slot wins, as in the sequential definition
+                _, last = np.unique(s[::-1], return_index=True)
+                pick = rows[::-1][last]
+                self.buf[slot[pick]] = x[fill + pick]
+        self.seen += t
+
+    def frames(self) -> np.ndarray:
+        return self.buf[:min(self.seen, self.cap)]
+
+
+def init_from_frames(frames: np.ndarray, num_gauss: int, rng: np.random.Generator,
+                     frame_index: np.ndarray | None = None) -> DiagGmm:
+    """``InitGmmFromRandomFrames``: means are ``num_gauss`` distinct random frames, every variance the
+    global variance of ``frames`` (float64), weights uniform. ``frame_index`` injects the choice."""
+    x = np.asarray(frames, dtype=np.float64)
+    t, d = x.shape
+    if t < 10 * num_gauss:
+        raise DataError(f"too few frames to initialise {num_gauss} Gaussians: {t} < 10 x {num_gauss}")
+    mean = x.mean(0)
+    var = (x * x).mean(0) - mean * mean
+    if var.max() <= 0.0:
+        raise DataError("features do not have positive variance")
+    idx = rng.choice(t, size=num_gauss, replace=False) if frame_index is None else np.asarray(frame_index)
+    return DiagGmm(np.full(num_gauss, 1.0 / num_gauss), x[idx].copy(), np.tile(var, (num_gauss, 1)))
+
+
+def train_init(frames: np.ndarray, num_gauss: int, num_gauss_init: int, num_iters: int,
+               rng: np.random.Generator, min_gaussian_weight: float = 1e-4,
+               remove_low_count_gaussians: bool = True, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32, chunk: int = 16384, log=None,
+               init: DiagGmm | None = None) -> DiagGmm:
+    """Phase A of the diagonal UBM (``gmm-global-init-from-feats``): random init with ``num_gauss_init``
+    components, then ``num_iters`` EM iterations with full posteriors (MleDiagGmmUpdate with min
+    occupancy 10, min variance 0.001, ``min_gaussian_weight``, removal as given) each followed by a split
+    towards the schedule ``inc = (C − C0) // (num_iters // 2)``. ``log(msg)`` receives a line per
+    iteration."""
+    if num_gauss_init <= 0 or num_gauss_init > num_gauss:
+        num_gauss_init = num_gauss
+    half = num_iters // 2
+    inc = (num_gauss - num_gauss_init) // half if half > 0 else 0
+    gmm = init if init is not None else init_from_frames(frames, num_gauss_init, rng)
+    cur = num_gauss_init
+    dev = torch.device(device)
+    xt = torch.as_tensor(np.asarray(frames, dtype=np.float32), device=dev)
+    for it in range(num_iters):
+        acc = DiagAccumulator(gmm, device=dev, dtype=dtype)
+        for a in range(0, xt.shape[0], chunk):
+            acc.add(xt[a:a + chunk])
+        st = acc.stats()
+        gmm, info = mle_diag_update(gmm, st, min_gaussian_weight=min_gaussian_weight,
+                                    remove_low_count_gaussians=remove_low_count_gaussians)
+        if log:
+            log(f"init iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over "
+                f"{int(st.num_frames)} frames; {info.summary()}; {gmm.num_gauss} Gaussians")
+        nxt = min(num_gauss, cur + inc)
+        if nxt > gmm.num_gauss:
+            gmm = split_gmm(gmm, nxt, rng)
+            cur = nxt
+    return gmm
