@@ -16,7 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from sslsv.jobs import DEFAULT_SLURM_CONFIG, SlurmConfig, UsageError, array_spec, join_words, parse_args
+from sslsv.jobs import (
+    DEFAULT_SLURM_CONFIG,
+    SlurmConfig,
+    UsageError,
+    array_spec,
+    cpu_count,
+    join_words,
+    parse_args,
+)
 from sslsv.tables import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,3 +404,19 @@ def test_slurm_config_parsing_and_array_spec() -> None:
     assert array_spec([1, 2, 3, 4]) == "1-4"
     assert array_spec([2, 5], 3) == "2,5%3"
     assert array_spec([1, 2, 4, 6, 7, 8]) == "1-2,4,6-8"
+
+
+def test_threads_per_job_share_the_cores(tmp_path: Path, root: Path) -> None:
+    """Each local job gets OMP/MKL/OpenBLAS thread counts: --num-threads when given, otherwise the
+    cores divided among the jobs running at once; a value the user exported wins."""
+    runner = str(root / "utils" / "run.py")
+    log = tmp_path / "t.JOB.log"
+    cmd = [runner, "--max-jobs-run", "2", "JOB=1:2", str(log), "echo", "threads=$OMP_NUM_THREADS"]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                             "OPENBLAS_NUM_THREADS")}
+    subprocess.run(cmd, check=True, env=env)
+    assert f"threads={max(1, cpu_count() // 2)}" in (tmp_path / "t.1.log").read_text()
+    subprocess.run([runner, "--num-threads", "3", *cmd[1:]], check=True, env=env)
+    assert "threads=3" in (tmp_path / "t.2.log").read_text()
+    subprocess.run(cmd, check=True, env=dict(env, OMP_NUM_THREADS="7"))
+    assert "threads=7" in (tmp_path / "t.1.log").read_text()

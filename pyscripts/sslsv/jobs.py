@@ -52,6 +52,7 @@ joined with spaces (a word with whitespace is quoted as one word; escape a pipe 
 shell: \\| \\;) and run by 'bash -o pipefail -c'."""
 
 # Options every back-end understands; values are validated by _OPTION_TYPES.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 BUILTIN_OPTIONS = ("num_threads", "mem", "gpu", "max_jobs_run", "time", "pick")
 PICKS = ("all", "failed", "incomplete")
 _RANGE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\d+)(?::(\d+))?$")
@@ -308,6 +309,10 @@ def run_local(spec: JobSpec, prog: str = "run.py") -> int:
     else:
         limit = cpu_count()
     load = dict.fromkeys(devices, 0)
+    # Threads per job for OpenMP/BLAS (torch, numpy): --num-threads when given, otherwise the cores
+    # shared among the jobs running at once, so parallel jobs do not oversubscribe the CPU.
+    concurrent = max(1, min(limit, len(todo)))
+    threads = spec.num_threads if spec.num_threads > 1 else max(1, cpu_count() // concurrent)
 
     done: queue.Queue[tuple[int, int]] = queue.Queue()
     running: dict[int, _Running] = {}
@@ -331,13 +336,15 @@ def run_local(spec: JobSpec, prog: str = "run.py") -> int:
         log = spec.log_for(index)
         command = spec.command_for(index)
         Path(log).parent.mkdir(parents=True, exist_ok=True)
-        env = None
+        env = dict(os.environ)
+        for var in THREAD_VARS:  # a user's own setting wins
+            env.setdefault(var, str(threads))
         chosen: list[str] = []
         if assign_gpus:
             chosen = sorted(devices, key=lambda d: (load[d], devices.index(d)))[:spec.gpu]
             for d in chosen:
                 load[d] += 1
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(chosen))
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
         with open(log, "w", encoding="utf-8") as f:
             f.write(log_header(command))
             f.flush()
