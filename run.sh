@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 # ---- defaults -------------------------------------------------------------------------------------
 stage=0                 # first stage to run
-stop_stage=1            # last stage to run (the last stage that exists today)
+stop_stage=5            # last stage to run (the last stage that exists today)
 corpus=demo             # demo | speechocean762 | voxceleb | dir
 corpus_dir=             # source of the corpus (demo: where its audio is synthesised, default corpora/demo)
 name=                   # data set prefix (default: the corpus name); sets are <name>_train, <name>_test
@@ -23,19 +23,26 @@ seed=0                  # seed for everything random (corpus synthesis, speaker 
 nj=$(nproc 2>/dev/null || echo 4)   # parallel jobs for the split stages
 device=auto             # auto | cpu | cuda | cuda:N (torch stages)
 data=data               # where data dirs are written
-exp=exp                 # where models, logs and results are written
+exp=                    # where models, logs and results are written (default exp/<name>)
 mfcc_dir=mfcc           # where feature archives are written
 mfcc_config=conf/mfcc.conf
 vad_config=conf/vad.conf
 compress=false          # store features compressed as Kaldi does (lossy; see steps/make_mfcc.sh)
+augment=true            # stage 2: augmented copies of the training set (CAMSAT's views)
+aug_types=noise,babble,reverb   # stage 2: augmentation types (steps/augment_data_dir.sh --types)
+ivector_config=conf/ivector.yaml   # stages 3-5: UBM / extractor / back-end sizes (VoxCeleb: conf/ivector_voxceleb.yaml)
 help_message=$(cat <<HELP
 Usage: ./run.sh [options]
 Stages (run from --stage to --stop-stage):
   0  data preparation: data/<name>_{train,test}/{wav.scp,utt2spk,spk2utt,utt2dur}, data/<name>_test/trials
   1  MFCC (Kaldi compute-mfcc-feats, conf/mfcc.conf) and energy VAD (compute-vad, conf/vad.conf)
      -> feats.scp, vad.scp, utt2num_frames
-  (stages 2-10: augmentation, UBM, i-vector extractor, i-vectors, clustering, pseudo labels,
-   embedding network, scoring, reports; not in the recipe yet)
+  2  augmentation of the training set (noise, babble, reverberation) + its MFCC/VAD -> data/<name>_train_aug
+  3  diagonal then full-covariance UBM -> exp/diag_ubm/final.dubm, exp/full_ubm/final.ubm
+  4  i-vector extractor (Kaldi's augmented formulation) -> exp/extractor/final.ie
+  5  i-vectors of train, train_aug and test -> exp/ivectors_<set>/ivector.scp; i-vector baseline on the
+     trials: cosine (unsupervised) and LDA+PLDA (supervised back end) -> exp/scores/*/result.json
+  (stages 6-10: clustering, pseudo labels, embedding network, scoring, reports; not in the recipe yet)
 Options (default in brackets):
   --stage N            [$stage]         --stop-stage M        [$stop_stage]
   --corpus NAME        [$corpus]      demo | speechocean762 | voxceleb | dir
@@ -46,9 +53,11 @@ Options (default in brackets):
   --seed N             [$seed]
   --nj N               [$nj]         parallel jobs
   --device D           [$device]      auto | cpu | cuda | cuda:N
-  --data DIR [$data]  --exp DIR [$exp]  --mfcc-dir DIR [$mfcc_dir]
+  --data DIR [$data]  --exp DIR [exp/<name>]  --mfcc-dir DIR [$mfcc_dir]
   --mfcc-config F      [$mfcc_config]  --vad-config F [$vad_config]
   --compress BOOL      [$compress]     store features compressed, as Kaldi's make_mfcc.sh
+  --augment BOOL       [$augment]      stage 2 on/off     --aug-types LIST [$aug_types]
+  --ivector-config F   [$ivector_config]
 Jobs run through \$train_cmd / \$cuda_cmd from cmd.sh (local processes by default, or SLURM).
 HELP
 )
@@ -56,6 +65,7 @@ HELP
 [ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (see --help)" >&2; exit 1; }
 
 name=${name:-$corpus}
+exp=${exp:-exp/$name}
 train_set=${name}_train
 test_set=${name}_test
 
@@ -125,6 +135,51 @@ if in_stages 1; then
       "$data/$set" "$exp/make_vad/$set" "$mfcc_dir"
     utils/fix_data_dir.sh "$data/$set"
   done
+fi
+
+# ---- stage 2: augmentation of the training set -----------------------------------------------------
+if in_stages 2 && [ "$augment" = true ]; then
+  log "stage 2: augmented copies of $data/$train_set ($aug_types)"
+  steps/augment_data_dir.sh --nj "$nj" --cmd "$train_cmd" --seed "$seed" --types "$aug_types" \
+    "$data/$train_set" "$data/${train_set}_aug"
+  steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config "$mfcc_config" --compress "$compress" \
+    "$data/${train_set}_aug" "$exp/make_mfcc/${train_set}_aug" "$mfcc_dir"
+  steps/compute_vad.sh --nj "$nj" --cmd "$train_cmd" --vad-config "$vad_config" \
+    "$data/${train_set}_aug" "$exp/make_vad/${train_set}_aug" "$mfcc_dir"
+  utils/fix_data_dir.sh "$data/${train_set}_aug"
+fi
+
+# ---- stage 3: UBM ----------------------------------------------------------------------------------
+if in_stages 3; then
+  log "stage 3: diagonal and full-covariance UBM on $data/$train_set ($ivector_config)"
+  steps/train_diag_ubm.sh --nj "$nj" --cmd "$train_cmd" --device "$device" --config "$ivector_config" \
+    --seed "$seed" "$data/$train_set" "$exp/diag_ubm"
+  steps/train_full_ubm.sh --nj "$nj" --cmd "$train_cmd" --device "$device" --config "$ivector_config" \
+    "$data/$train_set" "$exp/diag_ubm" "$exp/full_ubm"
+fi
+
+# ---- stage 4: i-vector extractor -------------------------------------------------------------------
+if in_stages 4; then
+  log "stage 4: i-vector extractor on $data/$train_set"
+  steps/train_ivector_extractor.sh --nj "$nj" --cmd "$train_cmd" --device "$device" \
+    --config "$ivector_config" --seed "$seed" "$exp/full_ubm" "$data/$train_set" "$exp/extractor"
+fi
+
+# ---- stage 5: i-vectors and the i-vector baseline --------------------------------------------------
+if in_stages 5; then
+  sets="$train_set $test_set"
+  [ "$augment" = true ] && [ -f "$data/${train_set}_aug/feats.scp" ] && sets="$sets ${train_set}_aug"
+  for set in $sets; do
+    log "stage 5: i-vectors of $data/$set"
+    steps/extract_ivectors.sh --nj "$nj" --cmd "$train_cmd" --device "$device" \
+      "$exp/extractor" "$data/$set" "$exp/ivectors_$set"
+  done
+  log "stage 5: i-vector baseline on $data/$test_set/trials"
+  steps/score_cosine.sh --mean-scp "$exp/ivectors_$train_set/ivector.scp" \
+    "$data/$test_set/trials" "$exp/ivectors_$test_set/ivector.scp" "$exp/scores/ivector_cosine"
+  steps/score_plda.sh --config "$ivector_config" --label "supervised back end (true training labels)" \
+    "$exp/ivectors_$train_set/ivector.scp" "$data/$train_set/utt2spk" "$data/$test_set/trials" \
+    "$exp/ivectors_$test_set/ivector.scp" "$exp/scores/ivector_plda_supervised"
 fi
 
 log "done (stages $stage..$stop_stage)"
