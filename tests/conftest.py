@@ -35,3 +35,26 @@ def speechocean() -> Path:
     if not (SPEECHOCEAN / "utt2spk").is_file():
         pytest.skip(f"speechocean762 copy not found at {SPEECHOCEAN} (set SSLSV_SPEECHOCEAN)")
     return SPEECHOCEAN
+
+
+def run_speechocean_recipe(work: Path, *extra: str, wait: bool = True):
+    """``./run.sh`` on the speechocean762 copy with data/exp/mfcc under ``work`` (stages 0-1 by default)."""
+    import subprocess
+
+    cmd = [str(ROOT / "run.sh"), "--corpus", "speechocean762", "--corpus-dir", str(SPEECHOCEAN),
+           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+           "--nj", "4", "--stop-stage", "1", *extra]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.fixture(scope="session")
+def speechocean_recipe(tmp_path_factory: pytest.TempPathFactory, speechocean: Path) -> Path:
+    """A work dir in which ./run.sh has prepared speechocean762 (100 / 25 speakers, seed 0) and computed
+    its MFCC and VAD (stages 0-1): ``<work>/data/speechocean762_{train,test}`` with feats.scp, vad.scp,
+    trials. Built once per test session (about 30 s on 2 cores) for every test that needs real features."""
+    work = tmp_path_factory.mktemp("speechocean_recipe")
+    r = run_speechocean_recipe(work)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return work

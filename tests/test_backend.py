@@ -371,11 +371,9 @@ def test_steps_clamp_and_utt2spk_check(tmp_path, root, recipe_env):
     assert out.returncode != 0 and f"{tmp_path / 'v.scp'}:1" in out.stderr
 
 
-def test_real_speech_mfcc_statistics(tmp_path, root, recipe_env):
+def test_real_speech_mfcc_statistics(tmp_path, root, recipe_env, speechocean_recipe):
     """speechocean762: mean+std of the voiced MFCC frames per utterance; both back ends far below chance."""
-    dirs = {s: root / f"data/speechocean762_{s}" for s in ("train", "test")}
-    if not all((d / "feats.scp").is_file() and (d / "vad.scp").is_file() for d in dirs.values()):
-        pytest.skip("data/speechocean762_{train,test} with features not present (run.sh --stop-stage 1)")
+    dirs = {s: speechocean_recipe / f"data/speechocean762_{s}" for s in ("train", "test")}
     for s, d in dirs.items():
         vad = dict(kaldiio.load_scp_sequential(str(d / "vad.scp")))
         keys, vecs = [], []

@@ -1,5 +1,5 @@
 """End to end on real features: steps/train_ivector_extractor.sh (one process and parallel jobs, resume
-after an interruption) and steps/extract_ivectors.sh on a small subset of data/demo_train, with a small
+after an interruption) and steps/extract_ivectors.sh on a small subset of speechocean762, with a small
 full UBM fitted in the test (scikit-learn) to keep it fast; plus the sparse posterior files and the
 speaker-mean outputs against direct computations."""
 
@@ -21,7 +21,6 @@ from sslsv.ivector.gmm import FullGmm
 from sslsv.ivector.posteriors import UbmPosteriors
 
 NUM_UTTS = 36
-SRC = "data/speechocean762_train"  # real speech (features made by ./run.sh --stop-stage 1)
 CONFIG = """\
 features: {delta_window: 3, delta_order: 2, cmn_window: 300}
 extractor: {ivector_dim: 6, num_iters: 3, num_gselect: 5, min_post: 0.025, posterior_scale: 1.0,
@@ -36,10 +35,8 @@ def run(cmd: list[str], env: dict, cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, root, recipe_env):
-    src = root / SRC
-    if not (src / "feats.scp").is_file() or not (src / "vad.scp").is_file():
-        pytest.skip(f"{SRC} has no features (run ./run.sh --stop-stage 1)")
+def setup(tmp_path_factory, root, recipe_env, speechocean_recipe):
+    src = speechocean_recipe / "data/speechocean762_train"  # real speech, features from ./run.sh
     from sklearn.mixture import GaussianMixture
     tmp = tmp_path_factory.mktemp("ie")
     data = tmp / "data"

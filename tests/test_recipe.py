@@ -7,27 +7,16 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import kaldiio
 import numpy as np
 import pytest
+from conftest import run_speechocean_recipe
 from sslsv.tables import read_map
 
 pytestmark = pytest.mark.slow
-
-
-def run_recipe(root: Path, work: Path, corpus_dir: Path, *extra: str, wait: bool = True
-               ) -> subprocess.CompletedProcess | subprocess.Popen:
-    cmd = [str(root / "run.sh"), "--corpus", "speechocean762", "--corpus-dir", str(corpus_dir),
-           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
-           "--nj", "4", "--stop-stage", "1", *extra]
-    if wait:
-        return subprocess.run(cmd, capture_output=True, text=True)
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
 
 
 def ark_digests(mfcc_dir: Path) -> dict[str, str]:
@@ -35,11 +24,8 @@ def ark_digests(mfcc_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory, root: Path, speechocean: Path) -> Path:
-    work = tmp_path_factory.mktemp("recipe")
-    r = run_recipe(root, work, speechocean)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return work
+def finished(speechocean_recipe: Path) -> Path:
+    return speechocean_recipe
 
 
 def test_stage_0_and_1_outputs(finished: Path) -> None:
@@ -68,7 +54,7 @@ def test_stage_0_and_1_outputs(finished: Path) -> None:
 def test_unchanged_rerun_is_skipped_quickly(finished: Path, root: Path, speechocean: Path) -> None:
     before = ark_digests(finished / "mfcc")
     t0 = time.monotonic()
-    r = run_recipe(root, finished, speechocean)
+    r = run_speechocean_recipe(finished)
     elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     assert elapsed < 5.0, f"unchanged rerun took {elapsed:.1f} s"
@@ -80,9 +66,9 @@ def test_unchanged_rerun_is_skipped_quickly(finished: Path, root: Path, speechoc
 def test_killed_stage_1_resumes_to_identical_features(finished: Path, tmp_path: Path, root: Path,
                                                       speechocean: Path) -> None:
     work = tmp_path / "killed"
-    r = run_recipe(root, work, speechocean, "--stop-stage", "0")
+    r = run_speechocean_recipe(work, "--stop-stage", "0")
     assert r.returncode == 0, r.stderr[-3000:]
-    proc = run_recipe(root, work, speechocean, "--stage", "1", wait=False)
+    proc = run_speechocean_recipe(work, "--stage", "1", wait=False)
     deadline = time.monotonic() + 120
     while not list((work / "mfcc").glob("*train.*.done")):
         assert proc.poll() is None, "run.sh ended before any MFCC job finished"
@@ -93,7 +79,7 @@ def test_killed_stage_1_resumes_to_identical_features(finished: Path, tmp_path: 
     done = len(list((work / "mfcc").glob("*train.*.done")))
     assert done < 4, "all jobs had finished before the kill; the test proves nothing"
     assert not (work / "data" / "speechocean762_train" / "feats.scp").exists()
-    r = run_recipe(root, work, speechocean, "--stage", "1")
+    r = run_speechocean_recipe(work, "--stage", "1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert ark_digests(work / "mfcc") == ark_digests(finished / "mfcc")
     for name in ("speechocean762_train", "speechocean762_test"):

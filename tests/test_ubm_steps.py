@@ -1,5 +1,5 @@
 """steps/train_diag_ubm.sh (--nj 2: per-part statistics through $cmd) and steps/train_full_ubm.sh
-(--nj 1: one process) end to end on a small subset of data/demo_train (8 Gaussians), the skip of a
+(--nj 1: one process) end to end on a small subset of speechocean762 (8 Gaussians), the skip of a
 finished step, and resume: a diag run killed after its first iteration and rerun gives the same
 final.dubm as an uninterrupted run (CPU, bitwise)."""
 
@@ -39,10 +39,8 @@ full_ubm:
 
 
 @pytest.fixture(scope="module")
-def small(root, tmp_path_factory) -> tuple[Path, Path]:
-    src = root / "data/demo_train"
-    if not (src / "feats.scp").is_file() or not (src / "vad.scp").is_file():
-        pytest.skip("data/demo_train has no features (run ./run.sh --stop-stage 1)")
+def small(root, tmp_path_factory, speechocean_recipe) -> tuple[Path, Path]:
+    src = speechocean_recipe / "data/speechocean762_train"
     tmp = tmp_path_factory.mktemp("ubm")
     data = tmp / "data"
     data.mkdir()
