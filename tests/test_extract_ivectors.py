@@ -5,9 +5,12 @@ speaker-mean outputs against direct computations."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -123,3 +126,31 @@ def test_train_resume_parallel_extract(setup, root, recipe_env):
     assert (dx / "num_utts.ark").read_text().split("\n")[0] == f"{s0} {len(mine)}"
     assert "up to date" in run(["steps/extract_ivectors.sh", "--nj", "2", "--config", conf, str(d1),
                                 str(data), str(dx)], recipe_env, root)
+
+
+def test_training_killed_after_an_iteration_resumes_to_the_same_model(setup, root, recipe_env, tmp_path):
+    """A real kill (process group, SIGKILL) once iteration 1 is written; the rerun continues from it and
+    ends with the same final.ie as an uninterrupted run with the same jobs."""
+    tmp, data, ubmdir = setup
+    conf = str(tmp / "conf.yaml")
+
+    def cmd(out: Path) -> list[str]:
+        return ["steps/train_ivector_extractor.sh", "--nj", "2", "--num-iters", "4", "--device", "cpu",
+                "--config", conf, str(ubmdir), str(data), str(out)]
+
+    ref_dir, out = tmp_path / "uninterrupted", tmp_path / "killed"
+    run(cmd(ref_dir), recipe_env, root)
+    p = subprocess.Popen(cmd(out), env=recipe_env, cwd=root, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while not (out / "1.ie").exists() and p.poll() is None and time.time() - t0 < 240:
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert (out / "1.ie").exists() and not (out / "final.ie").exists(), "not killed between iterations"
+    log = run(cmd(out), recipe_env, root)
+    assert "resuming after iteration" in log
+    ref, new = IvectorExtractor.load(ref_dir / "final.ie"), IvectorExtractor.load(out / "final.ie")
+    np.testing.assert_allclose(new.M.numpy(), ref.M.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(new.Sigma_inv.numpy(), ref.Sigma_inv.numpy(), rtol=1e-10, atol=1e-10)
+    assert new.prior_offset == pytest.approx(ref.prior_offset, rel=1e-10)
