@@ -38,10 +38,10 @@ Stages (run from --stage to --stop-stage):
   1  MFCC (Kaldi compute-mfcc-feats, conf/mfcc.conf) and energy VAD (compute-vad, conf/vad.conf)
      -> feats.scp, vad.scp, utt2num_frames
   2  augmentation of the training set (noise, babble, reverberation) + its MFCC/VAD -> data/<name>_train_aug
-  3  diagonal then full-covariance UBM -> exp/diag_ubm/final.dubm, exp/full_ubm/final.ubm
-  4  i-vector extractor (Kaldi's augmented formulation) -> exp/extractor/final.ie
-  5  i-vectors of train, train_aug and test -> exp/ivectors_<set>/ivector.scp; i-vector baseline on the
-     trials: cosine (unsupervised) and LDA+PLDA (supervised back end) -> exp/scores/*/result.json
+  3  diagonal then full-covariance UBM -> exp/<name>/diag_ubm/final.dubm, exp/<name>/full_ubm/final.ubm
+  4  i-vector extractor (Kaldi's augmented formulation) -> exp/<name>/extractor/final.ie
+  5  i-vectors of train, train_aug and test -> exp/<name>/ivectors_<set>/ivector.scp; i-vector baseline on
+     the trials: cosine (unsupervised), LDA+PLDA (supervised back end) -> exp/<name>/scores/*/result.json
   (stages 6-10: clustering, pseudo labels, embedding network, scoring, reports; not in the recipe yet)
 Options (default in brackets):
   --stage N            [$stage]         --stop-stage M        [$stop_stage]
