@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 # ---- defaults -------------------------------------------------------------------------------------
 stage=0                 # first stage to run
-stop_stage=5            # last stage to run (the last stage that exists today)
+stop_stage=7            # last stage to run (the last stage that exists today)
 corpus=demo             # demo | speechocean762 | voxceleb | dir
 corpus_dir=             # source of the corpus (demo: where its audio is synthesised, default corpora/demo)
 name=                   # data set prefix (default: the corpus name); sets are <name>_train, <name>_test
@@ -31,6 +31,12 @@ compress=false          # store features compressed as Kaldi does (lossy; see st
 augment=true            # stage 2: augmented copies of the training set (CAMSAT's views)
 aug_types=noise,babble,reverb   # stage 2: augmentation types (steps/augment_data_dir.sh --types)
 ivector_config=conf/ivector.yaml   # stages 3-5: UBM / extractor / back-end sizes (VoxCeleb: conf/ivector_voxceleb.yaml)
+cluster_method=camsat   # stage 6: conf/cluster/<method>.yaml (pyscripts/cluster.py --list)
+cluster_config=         # stage 6: a config file instead of conf/cluster/<method>.yaml
+cluster_opts=           # stage 6: parameter overrides, e.g. "epochs=50 batch_size=4096"
+num_clusters=           # stage 6: C (default: the number of training speakers, as the papers' C = 5994)
+cluster_views=true      # stage 6: give the method the augmented-audio i-vectors of stage 5 as views
+min_cluster_size=2      # stage 7: clusters with fewer utterances are dropped
 help_message=$(cat <<HELP
 Usage: ./run.sh [options]
 Stages (run from --stage to --stop-stage):
@@ -42,7 +48,10 @@ Stages (run from --stage to --stop-stage):
   4  i-vector extractor (Kaldi's augmented formulation) -> exp/<name>/extractor/final.ie
   5  i-vectors of train, train_aug and test -> exp/<name>/ivectors_<set>/ivector.scp; i-vector baseline on
      the trials: cosine (unsupervised), LDA+PLDA (supervised back end) -> exp/<name>/scores/*/result.json
-  (stages 6-10: clustering, pseudo labels, embedding network, scoring, reports; not in the recipe yet)
+  6  clustering of the training i-vectors -> exp/<name>/cluster/<method>_c<C>/{labels,metrics.json,curve.tsv}
+     (true labels read for the evaluation metrics only)
+  7  pseudo-label data dir -> data/<name>_train_pl_<method>_c<C> (utt2spk = clusters)
+  (stages 8-10: embedding network, scoring, reports; not in the recipe yet)
 Options (default in brackets):
   --stage N            [$stage]         --stop-stage M        [$stop_stage]
   --corpus NAME        [$corpus]      demo | speechocean762 | voxceleb | dir
@@ -58,6 +67,9 @@ Options (default in brackets):
   --compress BOOL      [$compress]     store features compressed, as Kaldi's make_mfcc.sh
   --augment BOOL       [$augment]      stage 2 on/off     --aug-types LIST [$aug_types]
   --ivector-config F   [$ivector_config]
+  --cluster-method M   [$cluster_method]   --num-clusters C [number of training speakers]
+  --cluster-config F   [conf/cluster/<method>.yaml]   --cluster-opts 'K=V ...' [$cluster_opts]
+  --cluster-views BOOL [$cluster_views]     --min-cluster-size N [$min_cluster_size]
 Jobs run through \$train_cmd / \$cuda_cmd from cmd.sh (local processes by default, or SLURM).
 HELP
 )
@@ -180,6 +192,31 @@ if in_stages 5; then
   steps/score_plda.sh --config "$ivector_config" --label "supervised back end (true training labels)" \
     "$exp/ivectors_$train_set/ivector.scp" "$data/$train_set/utt2spk" "$data/$test_set/trials" \
     "$exp/ivectors_$test_set/ivector.scp" "$exp/scores/ivector_plda_supervised"
+fi
+
+# ---- stage 6: clustering of the training i-vectors -------------------------------------------------
+# C defaults to the number of training speakers (the papers' C = 5994 on VoxCeleb2): the only thing the
+# unsupervised stages take from the labels, besides the evaluation metrics written next to the labels.
+if [ -z "$num_clusters" ] && [ -f "$data/$train_set/spk2utt" ]; then
+  num_clusters=$(wc -l < "$data/$train_set/spk2utt")
+fi
+cluster_tag=${cluster_method}_c${num_clusters}
+if in_stages 6; then
+  log "stage 6: $cluster_method clustering of $exp/ivectors_$train_set into $num_clusters clusters"
+  views_opt=()
+  if [ "$cluster_views" = true ] && [ -f "$exp/ivectors_${train_set}_aug/ivector.scp" ]; then
+    views_opt=(--views "$exp/ivectors_${train_set}_aug" --utt2uniq "$data/${train_set}_aug/utt2uniq")
+  fi
+  steps/cluster.sh --cmd "$train_cmd" --method "$cluster_method" ${cluster_config:+--config "$cluster_config"} \
+    --num-clusters "$num_clusters" --set-opts "$cluster_opts" --device "$device" --seed "$seed" "${views_opt[@]}" \
+    --utt2spk "$data/$train_set/utt2spk" "$exp/ivectors_$train_set" "$exp/cluster/$cluster_tag"
+fi
+
+# ---- stage 7: pseudo-label data dir ----------------------------------------------------------------
+if in_stages 7; then
+  log "stage 7: pseudo-label data dir $data/${train_set}_pl_$cluster_tag"
+  steps/make_pseudo_label_dir.sh --min-cluster-size "$min_cluster_size" \
+    "$data/$train_set" "$exp/cluster/$cluster_tag" "$data/${train_set}_pl_$cluster_tag"
 fi
 
 log "done (stages $stage..$stop_stage)"

@@ -58,3 +58,29 @@ def speechocean_recipe(tmp_path_factory: pytest.TempPathFactory, speechocean: Pa
     r = run_speechocean_recipe(work)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work
+
+
+@pytest.fixture(scope="session")
+def demo_ivectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work dir in which ./run.sh has run stages 0-5 on the demo corpus with a small i-vector system
+    (64 Gaussians, 50-dim i-vectors, 3 extractor iterations; noise and reverb copies only), so that the
+    clustering stages have real i-vectors and augmented views to work on:
+    ``<work>/exp/ivectors_demo_train{,_aug}/ivector.scp``, ``<work>/data/demo_train{,_aug}``."""
+    import subprocess
+
+    import yaml
+
+    work = tmp_path_factory.mktemp("demo_recipe")
+    cfg = yaml.safe_load((ROOT / "conf/ivector.yaml").read_text())
+    cfg["diag_ubm"].update(num_gauss=64, num_iters_init=10, num_iters=2, num_frames=100000)
+    cfg["full_ubm"].update(num_iters=2)
+    cfg["extractor"].update(ivector_dim=50, num_iters=3)
+    cfg["backend"].update(lda_dim=32)
+    (work / "ivector.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [str(ROOT / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
+           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+           "--aug-types", "noise,reverb", "--ivector-config", str(work / "ivector.yaml"),
+           "--nj", "2", "--stop-stage", "5"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return work

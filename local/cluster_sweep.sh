@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Stage 6 for many methods and numbers of clusters, then a Markdown table of their metrics: the
+# clustering-accuracy table of the README. Finished cells are skipped (steps/cluster.sh's stamps), so an
+# interrupted sweep resumes and a widened one only runs the new cells.
+#
+#   local/cluster_sweep.sh [options] <name>
+#   e.g. local/cluster_sweep.sh --multipliers "1 2 4" speechocean762
+#
+# Reads exp/<name>/ivectors_<name>_train (and _aug views when present) and data/<name>_train/utt2spk
+# (for the evaluation metrics and the true count C_true; C = multiplier x C_true). Writes
+# exp/<name>/cluster/<method>_c<C>/ and exp/<name>/cluster/table.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+methods="kmeans minibatch_kmeans gmm birch ahc_ward ahc_average spectral dec hdbscan imsat imsat_mixup cimc_minus cimc cimc_plus cimc_plusplus camsat mixup_only supcon_only mixup_supcon vicreg imsat_mixup_vicreg cimc_vicreg"
+multipliers="1 2 4"
+data=data
+exp=
+device=auto
+seed=0
+set_opts=
+help_message="Usage: $0 [options] <name>
+Options:
+  --methods 'M1 M2 ...'     [$methods]
+  --multipliers 'F1 F2 ...' C = F x the number of training speakers [$multipliers]
+  --data DIR [$data]  --exp DIR [exp/<name>]  --device D [$device]  --seed N [$seed]
+  --set-opts 'K=V ...'      parameter overrides for every method (e.g. epochs=50)"
+. ./path.sh
+. utils/parse_options.sh
+[ $# -eq 1 ] || { printf '%s\n' "$help_message" >&2; exit 1; }
+name=$1
+exp=${exp:-exp/$name}
+train=$data/${name}_train
+ivec=$exp/ivectors_${name}_train
+[ -f "$ivec/ivector.scp" ] || { echo "$0: no $ivec/ivector.scp (run stages 0-5 first)" >&2; exit 1; }
+ntrue=$(wc -l < "$train/spk2utt")
+views_opt=()
+[ -f "$exp/ivectors_${name}_train_aug/ivector.scp" ] && \
+  views_opt=(--views "$exp/ivectors_${name}_train_aug" --utt2uniq "$data/${name}_train_aug/utt2uniq")
+
+failed=()
+for f in $multipliers; do
+  c=$((f * ntrue))
+  for m in $methods; do
+    tag=${m}_c$c
+    [ "$m" = hdbscan ] && { [ "$f" = "$(echo "$multipliers" | awk '{print $1}')" ] || continue; tag=hdbscan; }
+    echo "$0: $m, C = $c ($f x $ntrue)"
+    nc=(--num-clusters "$c")
+    [ "$m" = hdbscan ] && nc=()
+    if ! steps/cluster.sh --method "$m" "${nc[@]}" --device "$device" --seed "$seed" --set-opts "$set_opts" \
+        "${views_opt[@]}" --utt2spk "$train/utt2spk" "$ivec" "$exp/cluster/$tag"; then
+      failed+=("$tag")
+    fi
+  done
+done
+cluster_table.py --title "$name: clustering of the training i-vectors ($(wc -l < "$ivec/ivector.scp") utterances, $ntrue speakers)" \
+  "$exp/cluster" > "$exp/cluster/table.md.tmp" && mv "$exp/cluster/table.md.tmp" "$exp/cluster/table.md"
+echo "$0: wrote $exp/cluster/table.md"
+[ ${#failed[@]} -eq 0 ] || { echo "$0: failed: ${failed[*]}" >&2; exit 1; }

@@ -1,0 +1,1 @@
+"""Deep information-maximisation clustering (IMSAT, CIMC, CAMSAT and their ablations) in PyTorch."""

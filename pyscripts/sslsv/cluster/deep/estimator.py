@@ -1,0 +1,396 @@
+"""Deep information-maximisation clustering: one estimator for IMSAT, CIMC, CAMSAT and every ablation of
+Table I of the CIMC paper, selected by loss weights (``conf/cluster/<name>.yaml``).
+
+Per mini-batch (ALGORITHMS.md §2-3)::
+
+    L = vat_weight · R_VAT + im_weight · λ (H(Y|X) − μ H(Y))          (IMSAT)
+      + mixup_weight · L_Mixup                                        (CIMC: VMT on logits)
+      + supcon_weight · L_SupCon                                       (CIMC: SupCon, online pseudo-labels)
+      + aug_weight · L_aug + symmetry_weight · L_symmetry              (CAMSAT, CIMC+)
+      + info_nce_weight · L_InfoNCE                                    (CIMC++)
+      + vicreg_inv_weight · MSE + vicreg_var_weight · var + vicreg_cov_weight · cov   (VICReg rows)
+
+The clean forward pass updates the batch-norm running averages; perturbed, mixed and augmented passes
+normalise with the batch's statistics without updating them (IMSAT's code). Views for L_aug /
+L_symmetry / InfoNCE / VICReg are the i-vectors of augmented audio when ``fit`` receives them
+(``views_source: auto`` or ``audio``), otherwise i-vector-space augmentations
+(:class:`~sslsv.cluster.deep.views.IvectorAugment`).
+
+Training follows the CIMC paper by default: SGD with momentum 0.9, lr 0.01 × 0.996 per epoch, batch
+10,240 (capped at N), 150 epochs, λ = 0.5, μ = 3.5. Each epoch is one pass over a fresh permutation.
+A checkpoint (model, optimizer, epoch, random states, curve) is written atomically after every epoch to
+``checkpoint_dir``; ``fit`` continues from it. True labels, when given as ``eval_labels``, are only used
+to add ACC/NMI/AMI columns to the per-epoch curve, never for training or model selection: the model of
+the last epoch is the result.
+
+Design choices (ALGORITHMS.md [I] items), each a parameter:
+
+- ``out_init_scale`` 1.0, not IMSAT's 1e-4: IMSAT's near-zero output layer starts at the uniform
+  prediction, a stationary point of every IMSAT term, which Adam leaves quickly but the paper's SGD
+  (lr 0.01) does not: on the demo i-vectors the conditional entropy stayed at log C for all 150 epochs
+  (ACC 0.15). Set ``out_init_scale: 1.0e-4`` for IMSAT's initialisation.
+- ``supcon_min_confidence`` 0.9: SupCon uses only samples whose prediction is that confident. At the
+  papers' scale (C = 5,000-10,000 clusters, batches of 10,240) almost every pseudo-label is a singleton
+  in a batch until clusters form, so SupCon only acts on emerging clusters; with few clusters per batch
+  it acts on random pseudo-labels from the first step and collapses the clustering (8 blobs: ACC 0.18
+  without the gate, 0.90 with it). 0 gives the literal loss.
+- ``vat_xi`` is relative: the power-iteration step is ``vat_xi`` × the median k-th neighbour distance
+  (IMSAT's ξ = 10 was tuned to MNIST pixels, far too large for unit-norm i-vectors).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from ...device import resolve_device
+from ...tables import DataError, atomic_path
+from ..registry import register
+from . import losses
+from .knn import kth_neighbor_distance
+from .model import ClusterMLP, frozen_bn_stats, parse_hidden
+from .views import IvectorAugment
+
+TERMS = ("vat", "cond_ent", "marg_ent", "mixup", "supcon", "aug", "symmetry", "info_nce",
+         "vicreg_inv", "vicreg_var", "vicreg_cov")
+
+
+@register("deep_im")
+class DeepIMClustering(ClusterMixin, BaseEstimator):
+    """IMSAT-family clustering network (see the module docstring for the objective)."""
+
+    def __init__(self, n_clusters: int = 100, hidden: str = "1200-1200", hidden_init_scale: float = 0.1,
+                 out_init_scale: float = 1.0,
+                 lam: float = 0.5, mu: float = 3.5, im_weight: float = 1.0,
+                 vat_weight: float = 1.0, vat_eps: float = 0.25, vat_xi: float = 0.1, vat_k: int = 10,
+                 vat_power: int = 1, vat_knn_off_by_one: bool = False,
+                 mixup_weight: float = 0.0, mixup_alpha: float = 1.0,
+                 supcon_weight: float = 0.0, supcon_temperature: float = 0.07,
+                 supcon_min_confidence: float = 0.9,
+                 aug_weight: float = 0.0, symmetry_weight: float = 0.0, symmetry_include_clean: bool = False,
+                 info_nce_weight: float = 0.0, info_nce_temperature: float = 0.1,
+                 vicreg_inv_weight: float = 0.0, vicreg_var_weight: float = 0.0,
+                 vicreg_cov_weight: float = 0.0, vicreg_gamma: float = 1.0,
+                 views_source: str = "auto", n_views: int = 2, view_augment: str = "noise,mask,scale",
+                 view_noise_scale: float = 0.25, view_mask_prob: float = 0.1,
+                 view_scale_range: float = 0.1,
+                 optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, lr_decay: float = 0.996,
+                 weight_decay: float = 0.0, batch_size: int = 10240, epochs: int = 150,
+                 eval_metrics: str = "acc,nmi,ami", device: str = "auto", random_state: int = 0,
+                 checkpoint_dir: str | None = None, verbose: bool = True) -> None:
+        self.n_clusters = n_clusters
+        self.hidden = hidden
+        self.hidden_init_scale = hidden_init_scale
+        self.out_init_scale = out_init_scale
+        self.lam = lam
+        self.mu = mu
+        self.im_weight = im_weight
+        self.vat_weight = vat_weight
+        self.vat_eps = vat_eps
+        self.vat_xi = vat_xi
+        self.vat_k = vat_k
+        self.vat_power = vat_power
+        self.vat_knn_off_by_one = vat_knn_off_by_one
+        self.mixup_weight = mixup_weight
+        self.mixup_alpha = mixup_alpha
+        self.supcon_weight = supcon_weight
+        self.supcon_temperature = supcon_temperature
+        self.supcon_min_confidence = supcon_min_confidence
+        self.aug_weight = aug_weight
+        self.symmetry_weight = symmetry_weight
+        self.symmetry_include_clean = symmetry_include_clean
+        self.info_nce_weight = info_nce_weight
+        self.info_nce_temperature = info_nce_temperature
+        self.vicreg_inv_weight = vicreg_inv_weight
+        self.vicreg_var_weight = vicreg_var_weight
+        self.vicreg_cov_weight = vicreg_cov_weight
+        self.vicreg_gamma = vicreg_gamma
+        self.views_source = views_source
+        self.n_views = n_views
+        self.view_augment = view_augment
+        self.view_noise_scale = view_noise_scale
+        self.view_mask_prob = view_mask_prob
+        self.view_scale_range = view_scale_range
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.eval_metrics = eval_metrics
+        self.device = device
+        self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ configuration checks
+
+    def _uses_views(self) -> bool:
+        return any(w > 0 for w in (self.aug_weight, self.symmetry_weight, self.info_nce_weight,
+                                   self.vicreg_inv_weight))
+
+    def _check(self) -> None:
+        if self.n_clusters < 2:
+            raise DataError(f"n_clusters must be at least 2, got {self.n_clusters}")
+        if self.views_source not in ("auto", "audio", "ivector"):
+            raise DataError(f"views_source must be auto, audio or ivector, got {self.views_source!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise DataError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise DataError("epochs must be >= 1 and batch_size >= 2")
+        weights = [self.vat_weight, self.im_weight, self.mixup_weight, self.supcon_weight,
+                   self.aug_weight, self.symmetry_weight, self.info_nce_weight, self.vicreg_inv_weight,
+                   self.vicreg_var_weight, self.vicreg_cov_weight]
+        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            raise DataError("loss weights must be >= 0 with at least one > 0")
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X: np.ndarray, y: Any = None, *, views: np.ndarray | None = None,
+            eval_labels: Any = None) -> DeepIMClustering:
+        """Train on ``X`` (N, d), already normalised. ``y`` is ignored (unsupervised). ``views``
+        (V, N, d): augmented copies of every row (CAMSAT's views from augmented audio). ``eval_labels``:
+        true labels used only for the evaluation columns of the curve."""
+        self._check()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        n, d = X.shape
+        if n < 2:
+            raise DataError("need at least 2 vectors to cluster")
+        dev = resolve_device(self.device)
+        use_audio_views = self._uses_views() and views is not None and self.views_source in ("auto", "audio")
+        if self._uses_views() and self.views_source == "audio" and views is None:
+            raise DataError("views_source is 'audio' but no augmented vectors were given")
+        if views is not None and (views.ndim != 3 or views.shape[1:] != X.shape):
+            raise DataError(f"views must be (V, {n}, {d}), got {views.shape}")
+        self.views_used_ = ("audio" if use_audio_views else "ivector") if self._uses_views() else "none"
+
+        torch.manual_seed(self.random_state)
+        gen_cpu = torch.Generator().manual_seed(self.random_state)
+        gen_dev = torch.Generator(device=dev).manual_seed(self.random_state + 1)
+        model = ClusterMLP(d, self.n_clusters, parse_hidden(self.hidden), self.hidden_init_scale,
+                           self.out_init_scale).to(dev)
+        if self.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                model.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+        ckpt_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else None
+        fingerprint = _fingerprint(X, self.get_params(), views if use_audio_views else None)
+        delta = self._neighbour_distances(X, dev, ckpt_dir)
+        self.knn_distance_median_ = float(np.median(delta))
+        xi = self.vat_xi * self.knn_distance_median_
+        augment = IvectorAugment(types=[t for t in self.view_augment.split(",") if t],
+                                 noise_scale=self.view_noise_scale, mask_prob=self.view_mask_prob,
+                                 scale_range=self.view_scale_range,
+                                 renormalize=bool(np.allclose(np.linalg.norm(X[:100], axis=1), 1, atol=1e-3)))
+
+        curve: list[dict[str, float]] = []
+        start = 0
+        if ckpt_dir is not None and (ckpt_dir / "last.pt").is_file():
+            state = torch.load(ckpt_dir / "last.pt", map_location=dev, weights_only=False)
+        else:
+            state = None
+        if state is not None and state["fingerprint"] != fingerprint:
+            self._log(f"{ckpt_dir / 'last.pt'} is a checkpoint of other data or options; starting afresh")
+            state = None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen_cpu.set_state(state["gen_cpu"])
+            gen_dev.set_state(state["gen_dev"])
+            curve = state["curve"]
+            start = state["epoch"]
+            self._log(f"resuming from {ckpt_dir / 'last.pt'} after epoch {start}")
+
+        Xt = torch.from_numpy(X).to(dev)
+        Vt = (torch.from_numpy(np.ascontiguousarray(views, dtype=np.float32)).to(dev) if use_audio_views
+              else None)
+        dt = torch.from_numpy(delta.astype(np.float32)).to(dev)
+        bs = min(self.batch_size, n)
+        n_batches = max(1, n // bs)   # the remainder of the permutation is dropped (full batches only)
+        for epoch in range(start, self.epochs):
+            lr = self.lr * self.lr_decay ** epoch
+            for g in opt.param_groups:
+                g["lr"] = lr
+            t0 = time.time()
+            model.train()
+            perm = torch.randperm(n, generator=gen_cpu).to(dev)
+            sums = dict.fromkeys(("total", *TERMS), 0.0)
+            for b in range(n_batches):
+                idx = perm[b * bs:(b + 1) * bs]
+                x = Xt[idx]
+                xviews = None
+                if self._uses_views():
+                    if Vt is not None:
+                        pick = torch.randperm(Vt.shape[0], generator=gen_cpu)[:self.n_views].to(dev)
+                        xviews = [Vt[v][idx] for v in pick]
+                    else:
+                        xviews = augment.views(x, dt[idx], self.n_views, gen_dev)
+                loss, terms = self._batch_loss(model, x, dt[idx], xi, xviews, gen_dev)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"epoch {epoch + 1}: loss became {loss.item()} ({terms})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sums["total"] += loss.item()
+                for k, v in terms.items():
+                    sums[k] += v
+            row: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
+            row.update({k: v / n_batches for k, v in sums.items()})
+            labels = self._predict_t(model, Xt)
+            row["num_clusters"] = int(np.unique(labels).size)
+            if eval_labels is not None and self.eval_metrics:
+                from ..metrics import clustering_metrics
+
+                names = [m for m in self.eval_metrics.split(",") if m]
+                row.update({k: v for k, v in clustering_metrics(labels, eval_labels, names=names).items()
+                            if k in names})
+            row["seconds"] = time.time() - t0
+            curve.append(row)
+            self._log(_fmt_row(row, self.epochs))
+            if ckpt_dir is not None:
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+                with atomic_path(ckpt_dir / "last.pt") as tmp:
+                    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "gen_cpu": gen_cpu.get_state(), "gen_dev": gen_dev.get_state().cpu(),
+                                "epoch": epoch + 1, "curve": curve, "fingerprint": fingerprint}, tmp)
+
+        self.model_ = model.eval()
+        self.device_ = dev
+        self.curve_ = curve
+        self.labels_ = self._predict_t(model, Xt)
+        self.n_features_in_ = d
+        return self
+
+    def _neighbour_distances(self, X: np.ndarray, dev: torch.device, ckpt_dir: Path | None) -> np.ndarray:
+        need = self.vat_weight > 0 or (self._uses_views() and "noise" in self.view_augment)
+        if not need:
+            return np.ones(len(X), dtype=np.float64)
+        k = min(self.vat_k, len(X) - 1 - int(self.vat_knn_off_by_one))
+        cache = (ckpt_dir / f"knn{k}{'_imsat' if self.vat_knn_off_by_one else ''}.npy") if ckpt_dir else None
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+        return np.asarray(kth_neighbor_distance(X, k=k, include_self_offset=self.vat_knn_off_by_one,
+                                                device=str(dev), cache=cache), dtype=np.float64)
+
+    def _batch_loss(self, model: torch.nn.Module, x: torch.Tensor, delta: torch.Tensor, xi: float,
+                    xviews: list[torch.Tensor] | None, gen: torch.Generator
+                    ) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(x)                 # clean pass: updates the BN running averages
+        p = torch.softmax(logits, dim=1)
+        p_hat = p.detach()
+        total = logits.new_zeros(())
+        terms: dict[str, float] = {}
+
+        def add(name: str, weight: float, value: torch.Tensor) -> None:
+            nonlocal total
+            total = total + weight * value
+            terms[name] = float(value.detach())
+
+        if self.im_weight > 0:
+            h_cond, h_marg = losses.mi_terms(p)
+            add("cond_ent", self.im_weight * self.lam, h_cond)
+            add("marg_ent", -self.im_weight * self.lam * self.mu, h_marg)
+        with frozen_bn_stats(model):
+            if self.vat_weight > 0:
+                add("vat", self.vat_weight, losses.vat_loss(model, x, p_hat, self.vat_eps * delta, xi,
+                                                            n_power=self.vat_power, generator=gen))
+            if self.mixup_weight > 0:
+                add("mixup", self.mixup_weight,
+                    losses.mixup_loss(model, x, logits.detach(), alpha=self.mixup_alpha, generator=gen))
+            view_logits = [model(v) for v in xviews] if xviews else []
+        if self.supcon_weight > 0:
+            conf, pseudo = p_hat.max(dim=1)
+            keep = conf >= self.supcon_min_confidence
+            add("supcon", self.supcon_weight,
+                losses.supcon_loss(logits[keep], pseudo[keep], temperature=self.supcon_temperature,
+                                   base_temperature=self.supcon_temperature))
+        if view_logits:
+            if self.aug_weight > 0:
+                add("aug", self.aug_weight, losses.aug_loss(p_hat, view_logits))
+            if self.symmetry_weight > 0:
+                add("symmetry", self.symmetry_weight,
+                    losses.symmetry_loss(view_logits,
+                                         include_clean=p if self.symmetry_include_clean else None))
+            if self.info_nce_weight > 0:
+                add("info_nce", self.info_nce_weight,
+                    losses.info_nce(logits, view_logits[0], temperature=self.info_nce_temperature))
+            if self.vicreg_inv_weight > 0:
+                add("vicreg_inv", self.vicreg_inv_weight,
+                    torch.stack([torch.nn.functional.mse_loss(logits, v) for v in view_logits]).mean())
+        if self.vicreg_var_weight > 0:
+            zs = [logits, *view_logits]
+            add("vicreg_var", self.vicreg_var_weight,
+                torch.stack([losses.vicreg_variance(z, gamma=self.vicreg_gamma) for z in zs]).mean())
+        if self.vicreg_cov_weight > 0:
+            zs = [logits, *view_logits]
+            add("vicreg_cov", self.vicreg_cov_weight,
+                torch.stack([losses.vicreg_covariance(z) for z in zs]).mean())
+        return total, terms
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def _logits_t(self, model: torch.nn.Module, Xt: torch.Tensor, batch: int = 65536) -> torch.Tensor:
+        was = model.training
+        model.eval()
+        out = torch.cat([model(Xt[i:i + batch]) for i in range(0, len(Xt), batch)])
+        model.train(was)
+        return out
+
+    def _predict_t(self, model: torch.nn.Module, Xt: torch.Tensor) -> np.ndarray:
+        return self._logits_t(model, Xt).argmax(dim=1).cpu().numpy().astype(np.int64)
+
+    def _as_tensor(self, X: np.ndarray) -> torch.Tensor:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("call fit first")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise DataError(f"expected (N, {self.n_features_in_}) vectors, got {X.shape}")
+        return torch.from_numpy(X).to(self.device_)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Cluster index (argmax of the network, batch norm in inference mode) of every row."""
+        return self._predict_t(self.model_, self._as_tensor(X))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Cluster posteriors p(y|x), (N, n_clusters)."""
+        return torch.softmax(self._logits_t(self.model_, self._as_tensor(X)), dim=1).cpu().numpy()
+
+    def _log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"deep_im: {msg}", file=sys.stderr, flush=True)
+
+
+def _fingerprint(X: np.ndarray, params: dict[str, Any], views: np.ndarray | None) -> str:
+    """Identity of the data and options of a run, so a checkpoint is only resumed by the same run."""
+    h = hashlib.sha1()
+    h.update(str(X.shape).encode())
+    h.update(np.ascontiguousarray(X[:: max(1, len(X) // 4096)]).tobytes())
+    if views is not None:
+        h.update(np.ascontiguousarray(views[:, :: max(1, views.shape[1] // 1024)]).tobytes())
+    p = copy.deepcopy(params)
+    for k in ("checkpoint_dir", "verbose", "device", "eval_metrics", "epochs"):
+        p.pop(k, None)
+    h.update(repr(sorted(p.items())).encode())
+    return h.hexdigest()
+
+
+def _fmt_row(row: dict[str, float], epochs: int) -> str:
+    parts = [f"epoch {int(row['epoch'])}/{epochs}", f"loss {row['total']:.4f}"]
+    parts += [f"{k} {row[k]:.4f}" for k in TERMS if row.get(k)]
+    parts.append(f"clusters {row['num_clusters']}")
+    parts += [f"{k} {row[k]:.3f}" for k in ("acc", "nmi", "ami") if k in row]
+    parts.append(f"{row['seconds']:.1f}s")
+    return " ".join(parts)
+
