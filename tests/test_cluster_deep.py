@@ -84,7 +84,8 @@ def test_audio_views_are_used_when_given() -> None:
     views = np.stack([x + 0.01, x - 0.01]).astype(np.float32)
     p = dict(SMALL, epochs=2, aug_weight=1.0, symmetry_weight=1.0)
     assert DeepIMClustering(n_clusters=4, **p).fit(x, views=views).views_used_ == "audio"
-    assert DeepIMClustering(n_clusters=4, views_source="ivector", **p).fit(x, views=views).views_used_ == "ivector"
+    est = DeepIMClustering(n_clusters=4, views_source="ivector", **p).fit(x, views=views)
+    assert est.views_used_ == "ivector"
     with pytest.raises(Exception, match="views"):
         DeepIMClustering(n_clusters=4, views_source="audio", **p).fit(x)
 

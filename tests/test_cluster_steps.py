@@ -1,0 +1,78 @@
+"""Every named clustering method through steps/cluster.sh on real demo i-vectors (stage 5 of the recipe
+run by the ``demo_ivectors`` fixture), then stages 6-7 through run.sh."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sslsv.cluster import methods
+from sslsv.cluster.metrics import METRICS, clustering_metrics
+from sslsv.datadir import validate_data_dir
+from sslsv.tables import read_map
+
+FAST_DEEP = "epochs=2 hidden=64-64"
+
+
+@pytest.mark.parametrize("method", methods())
+def test_method_through_step(method: str, demo_ivectors: Path, root: Path,
+                             recipe_env: dict[str, str]) -> None:
+    work = demo_ivectors
+    out = work / "exp/cluster_test" / method
+    deep = "estimator: deep_im" in (root / f"conf/cluster/{method}.yaml").read_text()
+    cmd = [str(root / "steps/cluster.sh"), "--method", method,
+           "--utt2spk", str(work / "data/demo_train/utt2spk"),
+           "--views", str(work / "exp/ivectors_demo_train_aug"),
+           "--utt2uniq", str(work / "data/demo_train_aug/utt2uniq")]
+    if method != "hdbscan":
+        cmd += ["--num-clusters", "48"]
+    if deep:
+        cmd += ["--set-opts", FAST_DEEP]
+    r = subprocess.run([*cmd, str(work / "exp/ivectors_demo_train"), str(out)], env=recipe_env,
+                       capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    labels = dict(line.split() for line in (out / "labels").read_text().splitlines())
+    u2s = read_map(work / "data/demo_train/utt2spk")
+    assert set(labels) == set(u2s)
+    res = json.loads((out / "metrics.json").read_text())
+    assert list(res["metrics"]) == list(METRICS)
+    keys = sorted(labels)
+    pred = np.array([int(labels[k]) for k in keys])
+    if (pred >= 0).all():   # the written metrics are those of the written labels
+        ref = clustering_metrics(pred, [u2s[k] for k in keys], names=["acc", "nmi", "num_clusters"])
+        assert res["metrics"]["acc"] == pytest.approx(ref["acc"])
+        assert res["metrics"]["nmi"] == pytest.approx(ref["nmi"])
+    if method != "hdbscan":
+        assert 1 < res["num_clusters_found"] <= 48
+    if deep:
+        curve = (out / "curve.tsv").read_text().splitlines()
+        assert len(curve) == 3 and "acc" in curve[0] and "num_clusters" in curve[0]
+        uses_views = any(f"{k}_weight" in (root / f"conf/cluster/{method}.yaml").read_text()
+                         for k in ("aug", "symmetry", "info_nce", "vicreg_inv"))
+        assert res["views_used"] == ("audio" if uses_views else "none")
+    # An unchanged rerun is skipped.
+    r2 = subprocess.run([*cmd, str(work / "exp/ivectors_demo_train"), str(out)], env=recipe_env,
+                        capture_output=True, text=True, cwd=root)
+    assert r2.returncode == 0 and "up to date" in r2.stdout
+
+
+def test_run_sh_stages_6_7(demo_ivectors: Path, root: Path) -> None:
+    work = demo_ivectors
+    cmd = [str(root / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
+           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+           "--stage", "6", "--stop-stage", "7", "--cluster-method", "cimc", "--num-clusters", "60",
+           "--cluster-opts", "epochs=3 hidden=64-64", "--min-cluster-size", "3"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    pl = work / "data/demo_train_pl_cimc_c60"
+    validate_data_dir(pl, spk_sort=False)
+    info = json.loads((pl / "pseudo_labels.json").read_text())
+    u2s = read_map(pl / "utt2spk")
+    assert info["utterances"] == len(u2s) and info["speakers"] == len(set(u2s.values()))
+    sizes = np.unique(list(u2s.values()), return_counts=True)[1]
+    assert sizes.min() >= 3
+    assert info["utterances"] + info["dropped_utterances"] == 768
+    assert (work / "exp/cluster/cimc_c60/curve.tsv").is_file()
