@@ -3,7 +3,7 @@
 by steps/cluster.sh): one row per run, sorted by C then method, with the eleven metrics, the fit time and
 where the views came from.
 
-  cluster_table.py [--title TEXT] <cluster-root>
+  cluster_table.py [--title TEXT] [--clusters C] <cluster-root>
 """
 from __future__ import annotations
 
@@ -31,12 +31,16 @@ def fmt(v: object) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--title")
+    p.add_argument("--clusters", type=int,
+                   help="only runs asked for C clusters (and those finding C themselves)")
     p.add_argument("root")
     a = p.parse_args(argv)
     runs = []
     for f in sorted(Path(a.root).glob("*/metrics.json")):
         r = json.loads(f.read_text())
         runs.append((r.get("n_clusters_requested") or 0, r["method"], f.parent.name, r))
+    if a.clusters:
+        runs = [r for r in runs if r[0] in (0, a.clusters)]
     runs.sort(key=lambda t: (t[0], t[1]))
     out = []
     if a.title:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for c, _, tag, r in runs:
         m = r["metrics"]
-        cells = [tag, str(c or "auto"), *(fmt(m.get(k)) for k in METRICS), fmt(r.get("fit_seconds")),
+        cells = [tag, str(c or "auto"), *(fmt(m.get(k)) for k in METRICS), f"{r.get('fit_seconds', float('nan')):.1f}",
                  r.get("views_used") or "–"]
         out.append("| " + " | ".join(cells) + " |")
     if runs:
