@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for c, _, tag, r in runs:
         m = r["metrics"]
-        cells = [tag, str(c or "auto"), *(fmt(m.get(k)) for k in METRICS), f"{r.get('fit_seconds', float('nan')):.1f}",
-                 r.get("views_used") or "–"]
+        fit = f"{r['fit_seconds']:.1f}" if r.get("fit_seconds") is not None else "–"
+        cells = [tag, str(c or "auto"), *(fmt(m.get(k)) for k in METRICS), fit, r.get("views_used") or "–"]
         out.append("| " + " | ".join(cells) + " |")
     if runs:
         r0 = runs[0][3]
