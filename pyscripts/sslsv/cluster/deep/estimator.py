@@ -83,7 +83,8 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                  view_noise_scale: float = 0.25, view_mask_prob: float = 0.1,
                  view_scale_range: float = 0.1,
                  optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, lr_decay: float = 0.996,
-                 weight_decay: float = 0.0, batch_size: int = 10240, epochs: int = 150,
+                 weight_decay: float = 0.0, grad_clip: float = 0.0, batch_size: int = 10240,
+                 epochs: int = 150,
                  eval_metrics: str = "acc,nmi,ami", device: str = "auto", random_state: int = 0,
                  checkpoint_dir: str | None = None, verbose: bool = True) -> None:
         self.n_clusters = n_clusters
@@ -124,6 +125,7 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         self.momentum = momentum
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
         self.batch_size = batch_size
         self.epochs = epochs
         self.eval_metrics = eval_metrics
@@ -241,6 +243,8 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                     raise FloatingPointError(f"epoch {epoch + 1}: loss became {loss.item()} ({terms})")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                 opt.step()
                 sums["total"] += loss.item()
                 for k, v in terms.items():
