@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 # ---- defaults -------------------------------------------------------------------------------------
 stage=0                 # first stage to run
-stop_stage=7            # last stage to run (the last stage that exists today)
+stop_stage=9            # last stage to run (the last stage that exists today)
 corpus=demo             # demo | speechocean762 | voxceleb | dir
 corpus_dir=             # source of the corpus (demo: where its audio is synthesised, default corpora/demo)
 name=                   # data set prefix (default: the corpus name); sets are <name>_train, <name>_test
@@ -37,6 +37,14 @@ cluster_opts=           # stage 6: parameter overrides, e.g. "epochs=50 batch_si
 num_clusters=           # stage 6: C (default: the number of training speakers, as the papers' C = 5994)
 cluster_views=true      # stage 6: give the method the augmented-audio i-vectors of stage 5 as views
 min_cluster_size=2      # stage 7: clusters with fewer utterances are dropped
+embed_config=conf/embed/ecapa_xs.yaml   # stages 8-9: network, head, mixup, augmentation, optimiser (conf/embed/)
+embed_head=             # stage 8: head instead of the config's: softmax | am | cosface | aam | ocsoftmax | adaface
+embed_mixup=            # stage 8: none | imix | lmix (instead of the config's)
+embed_mixup_alpha=      # stage 8: mixup Beta(alpha, alpha) parameter (instead of the config's)
+embed_opts=             # stage 8: more config overrides, e.g. "train.epochs=30 augment.spec_aug=true"
+embed_nproc=1           # stage 8: processes (GPUs); more than 1 trains with torchrun / DDP
+supervised=false        # stages 8-9: also train and score the supervised reference (true training labels)
+top_n=300               # stage 9: AS-norm cohort top-N (capped at the cohort size)
 help_message=$(cat <<HELP
 Usage: ./run.sh [options]
 Stages (run from --stage to --stop-stage):
@@ -51,7 +59,11 @@ Stages (run from --stage to --stop-stage):
   6  clustering of the training i-vectors -> exp/<name>/cluster/<method>_c<C>/{labels,metrics.json,curve.tsv}
      (true labels read for the evaluation metrics only)
   7  pseudo-label data dir -> data/<name>_train_pl_<method>_c<C> (utt2spk = clusters)
-  (stages 8-10: embedding network, scoring, reports; not in the recipe yet)
+  8  ECAPA-TDNN trained on the pseudo labels (and on the true labels with --supervised true)
+     -> exp/<name>/embed/<labels>_<config>_<head>[_<mixup><alpha>]/{final.pt,train_log.tsv}
+  9  embeddings of train and test, cosine (mean subtracted) and AS-norm scoring of the trials
+     -> exp/<name>/embed/<system>/scores/{cosine,asnorm}/result.json
+  (stage 10: reports; not in the recipe yet)
 Options (default in brackets):
   --stage N            [$stage]         --stop-stage M        [$stop_stage]
   --corpus NAME        [$corpus]      demo | speechocean762 | voxceleb | dir
@@ -70,6 +82,12 @@ Options (default in brackets):
   --cluster-method M   [$cluster_method]   --num-clusters C [number of training speakers]
   --cluster-config F   [conf/cluster/<method>.yaml]   --cluster-opts 'K=V ...' [$cluster_opts]
   --cluster-views BOOL [$cluster_views]     --min-cluster-size N [$min_cluster_size]
+  --embed-config F     [$embed_config]   --embed-opts 'S.K=V ...' [$embed_opts]
+  --embed-head H       [config's]  softmax | am | cosface | aam | ocsoftmax | adaface
+  --embed-mixup M      [config's]  none | imix | lmix    --embed-mixup-alpha A [config's]
+  --embed-nproc N      [$embed_nproc]   processes/GPUs (N > 1: torchrun DDP)
+  --supervised BOOL    [$supervised]  also the supervised reference (true labels)
+  --top-n N            [$top_n]   AS-norm top-N
 Jobs run through \$train_cmd / \$cuda_cmd from cmd.sh (local processes by default, or SLURM).
 HELP
 )
@@ -217,6 +235,49 @@ if in_stages 7; then
   log "stage 7: pseudo-label data dir $data/${train_set}_pl_$cluster_tag"
   steps/make_pseudo_label_dir.sh --min-cluster-size "$min_cluster_size" \
     "$data/$train_set" "$exp/cluster/$cluster_tag" "$data/${train_set}_pl_$cluster_tag"
+fi
+
+# ---- stages 8-9: speaker-embedding network, extraction and scoring ---------------------------------
+# A system is a label source (the pseudo labels of stage 7, or "supervised" = the true labels) trained
+# with one embedding config; its name says which: <labels>_<config>_<head>[_<mixup><alpha>].
+embed_set=()
+[ -n "$embed_head" ] && embed_set+=("head.name=$embed_head")
+[ -n "$embed_mixup" ] && embed_set+=("mixup.kind=$embed_mixup")
+[ -n "$embed_mixup_alpha" ] && embed_set+=("mixup.alpha=$embed_mixup_alpha")
+embed_set_opts="${embed_set[*]}"
+[ -n "$embed_opts" ] && embed_set_opts="${embed_set_opts:+$embed_set_opts }$embed_opts"
+if in_stages 8 || in_stages 9; then
+  embed_tag=$(python3 -c "
+import shlex, sys
+from pathlib import Path
+from sslsv.embed.config import load_embed_config
+c = load_embed_config(sys.argv[1], shlex.split(sys.argv[2]))
+mix = '' if c['mixup']['kind'] == 'none' else f\"_{c['mixup']['kind']}{c['mixup']['alpha']:g}\"
+print(f\"{Path(sys.argv[1]).stem}_{c['head']['name']}{mix}\")" "$embed_config" "$embed_set_opts")
+fi
+systems=("$cluster_tag:$data/${train_set}_pl_$cluster_tag")
+[ "$supervised" = true ] && systems+=("supervised:$data/$train_set")
+if in_stages 8; then
+  for sys in "${systems[@]}"; do
+    labels=${sys%%:*}; sdata=${sys#*:}
+    log "stage 8: ECAPA-TDNN on $sdata ($embed_config${embed_set_opts:+; $embed_set_opts}) -> $exp/embed/${labels}_$embed_tag"
+    steps/train_embedding.sh --cmd "$cuda_cmd" --config "$embed_config" --set-opts "$embed_set_opts" \
+      --device "$device" --nproc "$embed_nproc" "$sdata" "$exp/embed/${labels}_$embed_tag"
+  done
+fi
+if in_stages 9; then
+  for sys in "${systems[@]}"; do
+    labels=${sys%%:*}; sdata=${sys#*:}
+    edir=$exp/embed/${labels}_$embed_tag
+    log "stage 9: embeddings and scoring of $edir"
+    for set in "$train_set" "$test_set"; do
+      steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --device "$device" \
+        "$edir/final.pt" "$data/$set" "$edir/emb_$set"
+    done
+    # The cohort of AS-norm is the training set's (pseudo-)speaker means: the labels the network used.
+    steps/score_trials.sh --utt2spk "$sdata/utt2spk" --top-n "$top_n" --label "${labels}_$embed_tag" \
+      "$data/$test_set/trials" "$edir/emb_$train_set" "$edir/emb_$test_set" "$edir/scores"
+  done
 fi
 
 log "done (stages $stage..$stop_stage)"

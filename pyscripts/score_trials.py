@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
 """Score verification trials on utterance-level vectors (i-vectors or embeddings) and report EER/minDCF.
 
-Sub-commands (the workers of steps/score_cosine.sh and steps/score_plda.sh):
+Sub-commands (the workers of steps/score_cosine.sh, steps/score_plda.sh and steps/score_trials.sh):
   cosine   [--mean-scp train.scp] <trials> <test.scp> <out-dir>
            cosine after subtracting the training mean (no labels used).
   plda     [--lda-dim N] [--plda-iters N] [--smoothing B] [--label S]
            <train.scp> <train-utt2spk> <trials> <test.scp> <out-dir>
            Kaldi's voxceleb back end: mean.vec, LDA (transform.mat), length norm, PLDA (plda), trained
            on the training vectors with the given utt2spk; trials scored with ivector-plda-scoring.
+  embedding --train-scp train.scp [--utt2spk utt2spk] [--top-n 300] [--label S]
+           <trials> <test.scp> <out-dir>
+           network embeddings (NNET.md §6.4-6.5, the worker of steps/score_trials.sh): μ = mean of the raw
+           training embeddings (saved as mean_vec.npy); cosine of the μ-subtracted vectors ->
+           <out-dir>/cosine/; AS-norm (top-N cohort cosines of each side, N capped at the cohort size;
+           N >= cohort size is S-norm) -> <out-dir>/asnorm/. The cohort is the speaker means of the
+           training embeddings under --utt2spk (the (pseudo-)labels of the training data), or, without
+           --utt2spk, the training utterance vectors themselves (cost grows with their number). Both
+           μ-subtracted and length-normalised. <out-dir>/result.json = {"cosine": {...}, "asnorm": {...},
+           "label", "top_n", "cohort": {"size", "kind"}, ...}.
   evaluate [--result result.json] [--label S] <trials> <scores>
            EER and minDCF of an existing scores file.
 
-Each writes <out-dir>/scores (``enroll test score``) and <out-dir>/result.json (atomically) and prints
-the one-line summary. Inputs are checked before any computation: every trial's utterances must be in
-test.scp, every training utterance must have a speaker in utt2spk.
+Each writes <out-dir>/scores (``enroll test score``) and <out-dir>/result.json (atomically; embedding:
+in <out-dir>/cosine and <out-dir>/asnorm) and prints the one-line summary (embedding: two). Inputs are
+checked before any computation: every trial's utterances must be in test.scp, every training utterance
+must have a speaker in utt2spk.
 """
 from __future__ import annotations
 
@@ -33,6 +44,7 @@ from sslsv.backend import (
     score_pairs,
     write_kaldi_vector,
 )
+from sslsv.score_norm import adaptive_snorm, center_normalize, speaker_means
 from sslsv.scoring import (
     Trials,
     check_trials_keys,
@@ -44,7 +56,7 @@ from sslsv.scoring import (
     write_result,
     write_scores,
 )
-from sslsv.tables import DataError, read_map
+from sslsv.tables import DataError, atomic_path, read_map
 
 
 def log(msg: str) -> None:
@@ -159,6 +171,66 @@ def cmd_plda(a: argparse.Namespace) -> dict:
     return _finish(out, trials, scores, info, a.label)
 
 
+def cmd_embedding(a: argparse.Namespace) -> dict:
+    out = Path(a.out_dir)
+    # --- inputs checked first
+    utt2spk = read_map(a.utt2spk) if a.utt2spk else None
+    trials, keys, x = _load_test(a.trials, a.test_scp)
+    tkeys, xtr = read_vector_scp(a.train_scp)
+    if utt2spk is not None:
+        # A pseudo-label dir may have dropped utterances (small clusters): those still count for the mean
+        # but not for the cohort; an utt2spk utterance without an embedding is an error.
+        known = set(tkeys)
+        for i, k in enumerate(utt2spk):
+            if k not in known:
+                raise DataError(f"{a.utt2spk}:{i + 1}: utterance {k!r} has no embedding in {a.train_scp}")
+    if xtr.shape[1] != x.shape[1]:
+        raise DataError(f"{a.train_scp}: dimension {xtr.shape[1]}, but {a.test_scp} has {x.shape[1]}")
+    if a.top_n < 2:
+        raise ValueError(f"--top-n must be at least 2, got {a.top_n}")
+
+    # --- mean, cohort
+    mean = global_mean(xtr)
+    with atomic_path(out / "mean_vec.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, mean)
+    if utt2spk is not None:
+        rows = [i for i, k in enumerate(tkeys) if k in utt2spk]
+        _, cohort = speaker_means([tkeys[i] for i in rows], xtr[rows], utt2spk)
+        kind = "speaker_means"
+        log(f"cohort: {len(cohort)} speaker means of {len(rows)} training embeddings ({a.utt2spk})")
+    else:
+        cohort = xtr
+        kind = "utterances"
+        log(f"cohort: the {len(tkeys)} training utterance embeddings (no --utt2spk)")
+    if len(cohort) < 2:
+        raise DataError(f"{a.train_scp}: AS-norm needs a cohort of at least 2 vectors, got {len(cohort)}")
+    cohort = center_normalize(cohort, mean)
+    top_n = a.top_n
+    if top_n > len(cohort):
+        log(f"NOTICE: --top-n {a.top_n} capped at the cohort size {len(cohort)} (this is S-norm)")
+        top_n = len(cohort)
+
+    # --- scoring: the test vectors serve as both sides, so the cohort statistics are computed once each
+    t0 = time.time()
+    xn = center_normalize(x, mean)
+    e, t = _index(trials, keys)
+    raw, normed = adaptive_snorm(xn, xn, e, t, cohort, top_n)
+    log(f"scored {len(trials)} trials (cosine and AS-norm, top {top_n} of {len(cohort)}) "
+        f"in {time.time() - t0:.2f} s")
+    common = {"train_scp": a.train_scp, "utt2spk": a.utt2spk, "trials": a.trials, "test_scp": a.test_scp,
+              "dim": int(x.shape[1]), "num_train_utts": len(tkeys)}
+    cohort_info = {"size": len(cohort), "kind": kind}
+    res_cos = _finish(out / "cosine", trials, raw, {"backend": "cosine", "mean": "train", **common},
+                      f"{a.label} cosine")
+    res_as = _finish(out / "asnorm", trials, normed,
+                     {"backend": "asnorm", "top_n": top_n, "cohort": cohort_info, **common},
+                     f"{a.label} AS-norm (top {top_n})")
+    result = {"label": a.label, "top_n": top_n, "top_n_requested": a.top_n, "cohort": cohort_info,
+              **common, "cosine": res_cos, "asnorm": res_as}
+    write_result(out / "result.json", result)
+    return result
+
+
 def cmd_evaluate(a: argparse.Namespace) -> dict:
     trials = read_trials(a.trials)
     scores = read_scores(a.scores)
@@ -189,6 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="supervised back end")
     for name in ("train_scp", "utt2spk", "trials", "test_scp", "out_dir"):
         p.add_argument(name)
+    m = sub.add_parser("embedding", help="embeddings: mean-subtracted cosine and AS-norm")
+    m.add_argument("--train-scp", required=True, help="training embeddings: the mean and the cohort")
+    m.add_argument("--utt2spk", help="(pseudo-)speakers of the training embeddings: cohort of speaker "
+                   "means [none: the training utterance vectors]")
+    m.add_argument("--top-n", type=int, default=300, help="cohort cosines kept per vector")
+    m.add_argument("--label", default="embedding")
+    m.add_argument("trials")
+    m.add_argument("test_scp")
+    m.add_argument("out_dir")
     v = sub.add_parser("evaluate", help="EER / minDCF of a scores file")
     v.add_argument("--result", help="write result.json here")
     v.add_argument("--label", default=None)
@@ -198,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd != "evaluate":
             Path(a.out_dir).mkdir(parents=True, exist_ok=True)
-        {"cosine": cmd_cosine, "plda": cmd_plda, "evaluate": cmd_evaluate}[a.cmd](a)
+        {"cosine": cmd_cosine, "plda": cmd_plda, "embedding": cmd_embedding,
+         "evaluate": cmd_evaluate}[a.cmd](a)
     except (DataError, ValueError, np.linalg.LinAlgError) as e:
         print(f"score_trials.py: ERROR: {e}", file=sys.stderr)
         return 1

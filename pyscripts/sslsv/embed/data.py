@@ -1,0 +1,547 @@
+"""Training data pipeline of the speaker-embedding network (NNET.md §2.1, §2.6, §5): one random
+2-s chunk of each utterance per epoch, optionally speed-perturbed (as new classes) and corrupted on the
+fly, turned into 40-dim MFCC.
+
+Per item, in this order (WeSpeaker's, NNET.md §2.1):
+
+1. **read** the ``wav.scp`` entry (a path or a ``cmd |`` pipe) on Kaldi's int16 scale;
+2. **voiced samples** (``use_vad``): the samples covered by the voiced 10-ms frames of ``vad.scp``,
+   concatenated. This mirrors Kaldi's x-vector recipe, which removes silence (``select-voiced-frames``
+   on the features) before cutting training examples; here it is done on the waveform so that features
+   can be recomputed on augmented audio. The stage-1 VAD frames use ``--snip-edges=false``, so frame
+   ``t`` is centred on the 10-ms block ``[t·s, (t+1)·s)`` (``s`` = 10 ms of samples): sample ``n``
+   belongs to frame ``min(n // s, T-1)``. An utterance without any voiced sample is used whole
+   (with a warning) rather than dropped, since a map-style dataset cannot skip an index;
+3. **speed perturbation** (``speed_perturb``): factor 1.0 / 0.9 / 1.1 uniformly, label ← label + K·idx
+   (3K classes), by stage 2's ``sox speed F rate R``. Only a random window just long enough for the chunk
+   is perturbed (the cost of sox grows with the length, not the chunk);
+4. **random chunk** of ``chunk_samples`` (32,240 samples = 200 frames with snip-edges): uniform start in a
+   long signal; a short one is tiled (repeated) and cut to length (WeSpeaker);
+5. **corruption** with probability ``aug_prob``: one of reverb / coloured noise / babble / reverb+noise
+   (weights 0.35 / 0.25 / 0.25 / 0.15), with stage 2's functions (:mod:`sslsv.augment`). Babble mixes
+   chunks of 3-7 other utterances of *other* (pseudo-)speakers. There is no WeSpeaker-style peak
+   normalisation to full scale: stage 2's functions only scale down a result that would clip, and the
+   overall level of a chunk is removed by CMN anyway (a gain only shifts c0);
+6. **MFCC** with kaldi-native-fbank (``compute_mfcc``), after adding Gaussian dither of standard
+   deviation ``dither`` drawn from the item's generator (the config file's own dither is ignored);
+7. in the training step, on the device: :func:`cmn` (mean over time), then optional :func:`spec_augment`.
+
+Determinism: every random draw of item ``i`` at epoch ``e`` comes from
+``np.random.default_rng([seed, e, i])`` (babble sources, sox and knf are deterministic), so an item is a
+pure function of ``(seed, epoch, index)`` whatever the number of DataLoader workers or their order. The
+epoch lives in a shared-memory tensor, so :meth:`ChunkDataset.set_epoch` also reaches persistent
+workers (call it before creating the epoch's iterator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kaldiio
+import numpy as np
+import torch
+
+from .. import augment
+from ..audio import read_audio
+from ..features.kaldi_options import MfccConfig, read_mfcc_config
+from ..features.mfcc import compute_mfcc, num_frames, resample
+from ..tables import DataError, c_sorted, read_scp, read_table
+
+SPEED_FACTORS = (1.0, 0.9, 1.1)
+CORRUPTIONS = ("reverb", "noise", "babble", "reverb_noise")
+VAD_SHIFT_MS = 10.0          # frame shift of the stage-1 VAD (conf/mfcc.conf)
+MIN_EXTRACT_FRAMES = 50      # extraction tiles shorter utterances up to this (NNET.md §6.1)
+_SPEED_MARGIN = 800          # extra samples around the window that is speed-perturbed
+
+
+def _from_dict(cls: type, d: Mapping[str, Any], where: str):
+    """Build dataclass ``cls`` from ``d``; unknown keys are errors naming ``where``; lists become tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise DataError(f"{where}: unknown option(s) {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(names))})")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    obj = cls(**kw)
+    obj.check(where)
+    return obj
+
+
+@functools.lru_cache(maxsize=8)
+def _load_mfcc_config(path: str) -> MfccConfig:
+    p = Path(path)
+    if not p.is_absolute() and not p.is_file() and os.environ.get("SSLSV_ROOT"):
+        p = Path(os.environ["SSLSV_ROOT"]) / p
+    return dataclasses.replace(read_mfcc_config(p), dither=0.0)
+
+
+def samples_for_frames(frames: int, cfg: MfccConfig) -> int:
+    """The fewest samples from which the MFCC config makes exactly ``frames`` frames."""
+    shift, length = cfg.window_shift_samples, cfg.window_size_samples
+    n = (frames - 1) * shift + length if cfg.snip_edges else frames * shift - shift // 2
+    assert num_frames(n, cfg) == frames and num_frames(n - 1, cfg) < frames
+    return n
+
+
+@dataclass
+class FeatureConfig:
+    """Front end of the network: MFCC config, training chunk length, silence removal and dither.
+
+    ``use_vad``: train and extract on voiced samples only (see the module docstring; as Kaldi's x-vector
+    recipe removes silence). ``dither``: int16-scale Gaussian dither in training; extraction uses 0.
+    """
+
+    mfcc_config: str = "conf/mfcc_embed.conf"
+    chunk_frames: int = 200
+    use_vad: bool = True
+    dither: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "features") -> FeatureConfig:
+        """From a config section; unknown keys are a :class:`DataError` naming ``where``."""
+        return _from_dict(cls, d, where)
+
+    def check(self, where: str = "features") -> None:
+        """Reject values that cannot work."""
+        if int(self.chunk_frames) < 1:
+            raise DataError(f"{where}: chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.dither < 0:
+            raise DataError(f"{where}: dither must be >= 0, got {self.dither}")
+
+    def mfcc(self) -> MfccConfig:
+        """The MFCC options (read once; a relative path is tried in the cwd, then under $SSLSV_ROOT);
+        their dither is 0 because the pipeline adds its own seeded dither."""
+        return _load_mfcc_config(str(self.mfcc_config))
+
+    @property
+    def feat_dim(self) -> int:
+        """Feature dimension (``--num-ceps``)."""
+        return int(self.mfcc().num_ceps)
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the features (``--sample-frequency``)."""
+        return int(self.mfcc().sample_frequency)
+
+    def chunk_samples(self) -> int:
+        """Samples of a training chunk: ``(F-1)·shift + window`` with snip-edges (32,240 for 200 frames at
+        16 kHz), ``F·shift - shift/2`` without."""
+        return samples_for_frames(int(self.chunk_frames), self.mfcc())
+
+
+@dataclass
+class AugConfig:
+    """On-the-fly augmentation (NNET.md §5.9). Ranges are inclusive uniform draws.
+
+    ``aug_prob``: probability that a chunk is corrupted, by one type drawn with the ``*_weight`` odds.
+    ``speed_perturb``: factors 1.0/0.9/1.1 uniformly, as new classes (label + K·idx).
+    ``spec_aug``: per-sample SpecAugment with WeSpeaker's widths (one time mask of 1..``spec_max_t``
+    frames and one feature mask of 1..``spec_max_f`` dims, with probability ``spec_aug_prob``). On MFCC
+    input the feature mask zeroes cepstral dimensions, not a frequency band.
+    """
+
+    aug_prob: float = 0.6
+    reverb_weight: float = 0.35
+    noise_weight: float = 0.25
+    babble_weight: float = 0.25
+    reverb_noise_weight: float = 0.15
+    snr_noise: tuple[float, float] = (0.0, 15.0)
+    snr_babble: tuple[float, float] = (13.0, 20.0)
+    num_babble: tuple[int, int] = (3, 7)
+    rt60: tuple[float, float] = (0.2, 1.0)
+    reverb_norm: str = "power"
+    speed_perturb: bool = False
+    spec_aug: bool = False
+    spec_aug_prob: float = 0.6
+    spec_max_t: int = 10
+    spec_max_f: int = 8
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "augmentation") -> AugConfig:
+        """From a config section; unknown keys are a :class:`DataError` naming ``where``."""
+        return _from_dict(cls, d, where)
+
+    @classmethod
+    def off(cls) -> AugConfig:
+        """No corruption, no speed perturbation, no SpecAugment (extraction, tiny tests)."""
+        return cls(aug_prob=0.0, speed_perturb=False, spec_aug=False)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Normalised odds of :data:`CORRUPTIONS`."""
+        w = np.array([self.reverb_weight, self.noise_weight, self.babble_weight, self.reverb_noise_weight],
+                     dtype=np.float64)
+        return w / w.sum()
+
+    def check(self, where: str = "augmentation") -> None:
+        """Reject values that cannot work."""
+        for name in ("aug_prob", "spec_aug_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise DataError(f"{where}: {name} must be in [0, 1], got {getattr(self, name)}")
+        w = [self.reverb_weight, self.noise_weight, self.babble_weight, self.reverb_noise_weight]
+        if min(w) < 0 or sum(w) <= 0:
+            raise DataError(f"{where}: corruption weights must be >= 0 with a positive sum, got {w}")
+        for name in ("snr_noise", "snr_babble", "num_babble", "rt60"):
+            r = getattr(self, name)
+            if len(r) != 2 or r[0] > r[1]:
+                raise DataError(f"{where}: {name} must be a range [lo, hi] with lo <= hi, got {r}")
+        if self.num_babble[0] < 1 or self.rt60[0] <= 0:
+            raise DataError(f"{where}: num_babble must be >= 1 and rt60 > 0")
+        if self.reverb_norm not in ("power", "direct", "none"):
+            raise DataError(f"{where}: reverb_norm must be power, direct or none, got {self.reverb_norm!r}")
+        if self.spec_max_t < 1 or self.spec_max_f < 1:
+            raise DataError(f"{where}: spec_max_t and spec_max_f must be >= 1")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training list
+
+
+@dataclass
+class TrainingList:
+    """Utterances of a (pseudo-)labelled data dir in C order, with integer labels 0..K-1 given by the
+    C-sorted speaker names; ``*_where`` are ``file:line`` of each entry (for error messages)."""
+
+    utts: list[str]
+    labels: np.ndarray
+    speakers: list[str]
+    wavs: list[str]
+    wav_where: list[str]
+    vads: list[str] | None = None
+    vad_where: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    @property
+    def num_speakers(self) -> int:
+        """K, the number of speakers (of the full list, also for a subset)."""
+        return len(self.speakers)
+
+    def utterance_features(self, i: int, feat_cfg: FeatureConfig) -> np.ndarray:
+        """Whole-utterance features of utterance ``i`` for validation/extraction (see utterance_features)."""
+        return utterance_features(self.wavs[i], self.vads[i] if self.vads is not None else None, feat_cfg,
+                                  self.utts[i], self.wav_where[i])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TrainingList:
+        """The listed utterances, keeping the label space (speaker names and K)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+
+        def pick(seq):
+            return None if seq is None else [seq[i] for i in idx]
+
+        return TrainingList([self.utts[i] for i in idx], self.labels[idx].copy(), list(self.speakers),
+                            pick(self.wavs), pick(self.wav_where), pick(self.vads), pick(self.vad_where))
+
+
+def read_training_list(data_dir: str | os.PathLike, utt2spk: str | os.PathLike | None = None,
+                       use_vad: bool = True) -> TrainingList:
+    """Read ``wav.scp``, ``utt2spk`` (or the given labels file) and, if ``use_vad``, ``vad.scp``.
+
+    Every utterance of ``utt2spk`` must have a ``wav.scp`` entry and (with ``use_vad``) a ``vad.scp``
+    entry; this is checked here, before any long work, with a :class:`DataError` naming the file and the
+    ``utt2spk`` line. Utterances only in ``wav.scp`` are not used.
+    """
+    d = Path(data_dir)
+    spk_path = Path(utt2spk) if utt2spk is not None else d / "utt2spk"
+    rows = read_table(spk_path, 2, 2)
+    if not rows:
+        raise DataError(f"{spk_path}: no utterances")
+    line = {u: i for i, (u, _) in enumerate(rows, 1)}
+    spk = {u: v[0] for u, v in rows}
+    wav_path = d / "wav.scp"
+    wavs = read_scp(wav_path)
+    wav_line = {u: i for i, u in enumerate(wavs, 1)}
+    scps = [("wav.scp", wav_path, wavs)]
+    vads: dict[str, str] | None = None
+    if use_vad:
+        vad_path = d / "vad.scp"
+        if not vad_path.is_file():
+            raise DataError(f"{vad_path}: no such file (run stage 1, or set use_vad: false)")
+        vads = read_scp(vad_path)
+        vad_line = {u: i for i, u in enumerate(vads, 1)}
+        scps.append(("vad.scp", vad_path, vads))
+    for _, path, table in scps:
+        for u, _v in rows:
+            if u not in table:
+                raise DataError(f"{path}: no entry for utterance {u!r} ({spk_path}:{line[u]})")
+    utts = c_sorted(spk)
+    speakers = c_sorted(set(spk.values()))
+    index = {s: k for k, s in enumerate(speakers)}
+    return TrainingList(
+        utts=utts, labels=np.array([index[spk[u]] for u in utts], dtype=np.int64), speakers=speakers,
+        wavs=[wavs[u] for u in utts], wav_where=[f"{wav_path}:{wav_line[u]}" for u in utts],
+        vads=None if vads is None else [vads[u] for u in utts],
+        vad_where=None if vads is None else [f"{d / 'vad.scp'}:{vad_line[u]}" for u in utts])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Waveform helpers
+
+
+def voiced_samples(x: np.ndarray, vad: np.ndarray, rate: int, where: str = "") -> np.ndarray:
+    """The samples of ``x`` whose 10-ms VAD frame is voiced (sample ``n`` → frame ``min(n // s, T-1)``),
+    concatenated. A VAD whose length does not match the audio (``round(N/s)`` ± 2 frames) is an error."""
+    x = np.asarray(x)
+    v = np.asarray(vad).reshape(-1) != 0
+    s = int(rate * VAD_SHIFT_MS / 1000)
+    expect = (x.size + s // 2) // s
+    if abs(v.size - expect) > 2 or v.size == 0:
+        raise DataError(f"{where + ': ' if where else ''}VAD has {v.size} frames but the audio has "
+                        f"{x.size} samples ({expect} frames of {VAD_SHIFT_MS:g} ms)")
+    frame = np.minimum(np.arange(x.size) // s, v.size - 1)
+    return x[v[frame]]
+
+
+def fit_chunk(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A chunk of ``n`` samples: from a uniform random start if ``len(x) >= n``, else ``x`` tiled
+    (repeated from its start) and cut to ``n``."""
+    if x.size >= n:
+        start = int(rng.integers(0, x.size - n + 1))
+        return x[start:start + n]
+    return x[np.arange(n) % x.size]
+
+
+def _to_rate(x: np.ndarray, rate: int, cfg: MfccConfig, where: str) -> np.ndarray:
+    """``x`` at the config's rate (resampled only where the config allows it, as compute_mfcc does)."""
+    fs = int(cfg.sample_frequency)
+    if rate == fs:
+        return x
+    if (rate > fs and cfg.allow_downsample) or (rate < fs and cfg.allow_upsample):
+        return resample(x, rate, fs)
+    raise DataError(f"{where + ': ' if where else ''}sample rate {rate} Hz differs from "
+                    f"--sample-frequency={fs} of the MFCC config (resample in wav.scp, e.g. "
+                    f"'sox in.wav -r {fs} -t wav - |', or allow resampling in the config)")
+
+
+def load_voiced(entry: str, vad_entry: str | None, feat_cfg: FeatureConfig, wav_where: str = "",
+                vad_where: str = "") -> np.ndarray:
+    """The voiced samples (all samples if ``vad_entry`` is None) of a ``wav.scp`` entry at the feature
+    rate, float32 on the int16 scale. No voiced sample: the whole utterance, with a warning."""
+    x, rate = read_audio(entry, wav_where)
+    if vad_entry is not None:
+        try:
+            vad = kaldiio.load_mat(vad_entry)
+        except Exception as e:  # noqa: BLE001 - kaldiio raises many types for a bad ark
+            raise DataError(f"{vad_where or 'vad.scp'}: cannot read VAD {vad_entry!r}: {e}") from e
+        v = voiced_samples(x, vad, rate, vad_where)
+        if v.size:
+            x = v
+        else:
+            warnings.warn(f"{vad_where}: no voiced frame; using the whole utterance", stacklevel=2)
+    return np.asarray(_to_rate(x, rate, feat_cfg.mfcc(), wav_where), dtype=np.float32)
+
+
+def corrupt(x: np.ndarray, rate: int, cfg: AugConfig, rng: np.random.Generator,
+            babble_sources: Callable[[int], list[np.ndarray]]) -> tuple[np.ndarray, dict[str, Any]]:
+    """With probability ``cfg.aug_prob``, one corruption of ``x`` drawn from :data:`CORRUPTIONS`.
+
+    ``babble_sources(k)`` returns ``k`` other utterances (drawn by the caller). Returns the float64
+    result and what was drawn: ``{"type": None | name, "snr": dB, "rt60": s, "num_babble": k}``.
+    """
+    info: dict[str, Any] = {"type": None}
+    if cfg.aug_prob <= 0 or rng.random() >= cfg.aug_prob:
+        return np.asarray(x, dtype=np.float64), info
+    kind = CORRUPTIONS[int(rng.choice(len(CORRUPTIONS), p=cfg.weights))]
+    info["type"] = kind
+    y = np.asarray(x, dtype=np.float64)
+    if kind in ("reverb", "reverb_noise"):
+        rt60 = float(rng.uniform(*cfg.rt60))
+        y = augment.reverberate(y, augment.synth_rir(rt60, rate, rng), cfg.reverb_norm)
+        info["rt60"] = rt60
+    if kind in ("noise", "reverb_noise"):
+        snr = float(rng.uniform(*cfg.snr_noise))
+        noise, desc = augment.random_noise(y.size, rng, rate)
+        y = augment.add_noise(y, noise, snr)
+        info.update(snr=snr, noise=desc)
+    elif kind == "babble":
+        snr = float(rng.uniform(*cfg.snr_babble))
+        k = int(rng.integers(cfg.num_babble[0], cfg.num_babble[1] + 1))
+        y = augment.babble(y, babble_sources(k), snr, rng)
+        info.update(snr=snr, num_babble=k)
+    return y, info
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dataset
+
+
+class ChunkDataset(torch.utils.data.Dataset):
+    """One random chunk per utterance and epoch, as ``(feats FloatTensor (T, F), label int)``.
+
+    ``num_classes`` is K (default: the list's speakers); with speed perturbation the labels live in
+    ``0..num_classes_total-1`` = ``0..3K-1``. ``cache_audio`` keeps every utterance's voiced samples in
+    memory once read (per worker process), which also serves babble sources.
+    """
+
+    def __init__(self, items: TrainingList, feat_cfg: FeatureConfig, aug_cfg: AugConfig,
+                 num_classes: int | None = None, seed: int = 0, cache_audio: bool = False) -> None:
+        if len(items) == 0:
+            raise DataError("ChunkDataset: empty training list")
+        if feat_cfg.use_vad and items.vads is None:
+            raise DataError("ChunkDataset: use_vad is set but the training list has no vad.scp entries "
+                            "(read it with use_vad=True)")
+        self.items = items
+        self.feat_cfg = feat_cfg
+        self.aug_cfg = aug_cfg
+        self.num_classes = int(items.num_speakers if num_classes is None else num_classes)
+        if int(items.labels.max()) >= self.num_classes or int(items.labels.min()) < 0:
+            raise DataError(f"ChunkDataset: labels span 0..{int(items.labels.max())} but num_classes is "
+                            f"{self.num_classes}")
+        self.seed = int(seed)
+        self.cache_audio = cache_audio
+        self._cache: dict[int, np.ndarray] = {}
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._mfcc = feat_cfg.mfcc()
+        self._rate = int(self._mfcc.sample_frequency)
+        self._chunk = feat_cfg.chunk_samples()
+        # Babble pool: utterance indices grouped by label, so "other speakers" is a contiguous range
+        # of positions around the target's group (no per-item scan of the list).
+        self._order = np.argsort(items.labels, kind="stable")
+        counts = np.bincount(items.labels, minlength=self.num_classes)
+        self._start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        self._count = counts
+
+    @property
+    def num_classes_total(self) -> int:
+        """Classes of the head: K, or 3K with speed perturbation."""
+        return self.num_classes * (len(SPEED_FACTORS) if self.aug_cfg.speed_perturb else 1)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's random draws (shared with worker processes, persistent ones included)."""
+        self._epoch[0] = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _voiced(self, i: int) -> np.ndarray:
+        if i in self._cache:
+            return self._cache[i]
+        it = self.items
+        use_vad = self.feat_cfg.use_vad
+        x = load_voiced(it.wavs[i], it.vads[i] if use_vad else None, self.feat_cfg, it.wav_where[i],
+                        it.vad_where[i] if use_vad else "")
+        if self.cache_audio:
+            self._cache[i] = x
+        return x
+
+    def _others(self, i: int, k: int, rng: np.random.Generator) -> list[int]:
+        """``k`` distinct utterances of speakers other than ``i``'s (any other utterance if there is
+        only one speaker)."""
+        n = len(self.items)
+        lab = int(self.items.labels[i])
+        start, count = int(self._start[lab]), int(self._count[lab])
+        if count == n:
+            if n < 2:
+                raise DataError(f"babble for {self.items.utts[i]}: the list has no other utterance")
+            pos = rng.choice(n - 1, size=min(k, n - 1), replace=False)
+            return [int(p) + int(p >= i) for p in pos]
+        pos = rng.choice(n - count, size=min(k, n - count), replace=False)
+        pos = np.where(pos < start, pos, pos + count)
+        return [int(self._order[p]) for p in pos]
+
+    def draw(self, i: int) -> tuple[np.ndarray, int, dict[str, Any], np.random.Generator]:
+        """Steps 1-5 of item ``i`` at the current epoch: ``(chunk float64, label, info, rng)``, the rng
+        positioned for the dither draw."""
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        label = int(self.items.labels[i])
+        x = self._voiced(i)
+        n = self._chunk
+        info: dict[str, Any] = {"speed": 1.0}
+        if self.aug_cfg.speed_perturb:
+            idx = int(rng.integers(len(SPEED_FACTORS)))
+            f = SPEED_FACTORS[idx]
+            label += self.num_classes * idx
+            info["speed"] = f
+            if f != 1.0:
+                w = math.ceil(n * f) + _SPEED_MARGIN
+                x = augment.speed_perturb(fit_chunk(x, w, rng) if x.size > w else x, f, self._rate)
+        chunk = fit_chunk(x, n, rng)
+
+        def sources(k: int) -> list[np.ndarray]:
+            js = self._others(i, k, rng)
+            info["babble_utts"] = js
+            return [self._voiced(j) for j in js]
+
+        y, cinfo = corrupt(chunk, self._rate, self.aug_cfg, rng, sources)
+        info.update(cinfo)
+        return y, label, info, rng
+
+    def chunk(self, i: int) -> tuple[np.ndarray, int, dict[str, Any]]:
+        """The waveform chunk of item ``i`` (before dither and MFCC), its label and the draws."""
+        y, label, info, _ = self.draw(i)
+        return y, label, info
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        y, label, _, rng = self.draw(i)
+        x = y.astype(np.float32)
+        if self.feat_cfg.dither > 0:
+            x += (self.feat_cfg.dither * rng.standard_normal(x.size)).astype(np.float32)
+        feats = compute_mfcc(x, self._rate, self._mfcc, self.items.utts[i])
+        if feats.shape[0] != self.feat_cfg.chunk_frames:
+            raise RuntimeError(f"chunk of {x.size} samples gave {feats.shape[0]} frames, expected "
+                               f"{self.feat_cfg.chunk_frames}")
+        return torch.from_numpy(feats), label
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """DataLoader worker setup: one torch thread per worker (the workers already run in parallel)."""
+    torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Batch-level transforms (training step, on the device)
+
+
+def cmn(x: torch.Tensor) -> torch.Tensor:
+    """Mean over time subtracted per dimension, for each item of a ``(B, T, F)`` batch."""
+    return x - x.mean(dim=1, keepdim=True)
+
+
+def spec_augment(x: torch.Tensor, cfg: AugConfig, generator: torch.Generator) -> torch.Tensor:
+    """SpecAugment with per-sample masks (``x`` is ``(B, T, F)``): with probability ``cfg.spec_aug_prob``
+    a sample gets one time band of 1..``spec_max_t`` frames and one feature band of 1..``spec_max_f``
+    dims set to 0, at uniform positions. On MFCC the feature band is a set of cepstral dimensions, not a
+    frequency band. Returns a new tensor (``x`` itself if ``cfg.spec_aug`` is off)."""
+    if not cfg.spec_aug:
+        return x
+    b, t, f = x.shape
+    g = dict(generator=generator, device=generator.device)
+    on = torch.rand(b, **g) < cfg.spec_aug_prob
+    wt = torch.randint(1, min(cfg.spec_max_t, t) + 1, (b,), **g)
+    wf = torch.randint(1, min(cfg.spec_max_f, f) + 1, (b,), **g)
+    t0 = (torch.rand(b, **g) * (t - wt + 1)).long()
+    f0 = (torch.rand(b, **g) * (f - wf + 1)).long()
+    on, wt, wf, t0, f0 = (a.to(x.device) for a in (on, wt, wf, t0, f0))
+    at = torch.arange(t, device=x.device)
+    af = torch.arange(f, device=x.device)
+    mt = (at >= t0[:, None]) & (at < (t0 + wt)[:, None]) & on[:, None]
+    mf = (af >= f0[:, None]) & (af < (f0 + wf)[:, None]) & on[:, None]
+    return x.masked_fill(mt[:, :, None] | mf[:, None, :], 0.0)
+
+
+def utterance_features(entry: str, vad_entry: str | None, feat_cfg: FeatureConfig, utt: str,
+                       where: str = "") -> np.ndarray:
+    """MFCC ``(T, F)`` float32 of a whole utterance for extraction: voiced samples if ``feat_cfg.use_vad``
+    (``vad_entry`` required then), dither 0, no CMN (the caller applies it), the samples tiled so that
+    ``T >= 50``. ``where`` (``wav.scp:line``) prefixes errors; ``utt`` names the VAD in them."""
+    if feat_cfg.use_vad and vad_entry is None:
+        raise DataError(f"{where + ': ' if where else ''}no VAD entry for {utt} but use_vad is set")
+    x = load_voiced(entry, vad_entry if feat_cfg.use_vad else None, feat_cfg, where, f"vad.scp: {utt}")
+    cfg = feat_cfg.mfcc()
+    n_min = samples_for_frames(MIN_EXTRACT_FRAMES, cfg)
+    if x.size < n_min:
+        x = x[np.arange(n_min) % x.size]
+    return compute_mfcc(x, int(cfg.sample_frequency), cfg, utt, where)
