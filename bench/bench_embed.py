@@ -125,35 +125,33 @@ def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> 
         model = build_model({"feat_dim": feat_cfg.feat_dim, "channels": c}).to(dev)
         head = build_head("aam", model.embed_dim, k).to(dev)
         opt = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9)
-        kw = {"num_workers": a.workers, "batch_size": a.batch, "shuffle": True, "drop_last": True,
-              "pin_memory": dev.type == "cuda"}
-        if a.workers > 0:
-            kw.update(worker_init_fn=edata.worker_init_fn, prefetch_factor=4, persistent_workers=True)
-        loader = torch.utils.data.DataLoader(ds, **kw)
-        steps, wait, seen = 0, 0.0, 0
-        t_start = None
-        while steps < a.pipeline_steps + 2:
-            t_wait = time.perf_counter()
-            for x, y in loader:
+        for w in a.workers:
+            # one pass of (steps + 2) batches drawn with replacement, so the pipeline is never refilled
+            n = (a.pipeline_steps + 2) * a.batch
+            sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=n)
+            kw = {"num_workers": w, "batch_size": a.batch, "sampler": sampler, "drop_last": True,
+                  "pin_memory": dev.type == "cuda"}
+            if w > 0:
+                kw.update(worker_init_fn=edata.worker_init_fn, prefetch_factor=4)
+            loader = torch.utils.data.DataLoader(ds, **kw)
+            wait, seen = 0.0, 0
+            t_start = t_wait = time.perf_counter()
+            for steps, (x, y) in enumerate(loader):
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if steps >= 2:
+                if steps >= 2:       # the first two steps fill the pipeline and warm the model up
                     wait += time.perf_counter() - t_wait
                     seen += len(y)
-                elif steps == 1:
-                    sync(dev)
-                    t_start = time.perf_counter()
                 loss = head.loss_per_sample(model(edata.cmn(x)).float(), y).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sync(dev)
-                steps += 1
-                if steps >= a.pipeline_steps + 2:
-                    break
+                if steps == 1:
+                    t_start = time.perf_counter()
                 t_wait = time.perf_counter()
-        dt = time.perf_counter() - t_start
-        print(f"{c:>6} {a.workers:>7} {seen / dt:>10.1f} {100 * wait / dt:>9.1f}%")
-        del loader
+            dt = time.perf_counter() - t_start
+            print(f"{c:>6} {w:>7} {seen / dt:>10.1f} {100 * wait / dt:>9.1f}%")
+            del loader
 
 
 def bench_extract(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> None:
@@ -187,7 +185,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--classes", type=int, default=5994)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", default="1", help="DataLoader workers; a list runs each")
     ap.add_argument("--pipeline-steps", type=int, default=20)
     ap.add_argument("--extract-utts", type=int, default=20)
     ap.add_argument("--extract-seconds", type=float, default=8.0)
@@ -195,6 +193,7 @@ def main() -> int:
     ap.add_argument("--skip", default="")
     a = ap.parse_args()
     a.channels = [int(c) for c in a.channels.split(",")]
+    a.workers = [int(w) for w in a.workers.split(",")]
     skip = set(a.skip.split(",")) - {""}
     dev = resolve_device(a.device)
     print(f"bench_embed: {machine(dev)}; {time.strftime('%Y-%m-%d')}")

@@ -412,3 +412,25 @@ def test_worker_init_fn() -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_fbank_front_end(tiny: Path) -> None:
+    """kind=fbank: 80 log mel energies per frame (conf/fbank_embed.conf); and the filterbank path is the
+    MFCC's own: the orthonormal DCT-II of 40 log mel energies equals the 40 unliftered MFCC."""
+    from scipy.fft import dct
+    from sslsv.features.mfcc import compute_fbank
+
+    feat = FeatureConfig.from_dict({"mfcc_config": str(ROOT / "conf/fbank_embed.conf"), "kind": "fbank"})
+    assert feat.feat_dim == 80
+    ds = ChunkDataset(read_training_list(tiny), feat, AugConfig.off(), seed=0)
+    x, _ = ds[0]
+    assert x.shape == (200, 80) and torch.isfinite(x).all()
+    cfg = dataclasses.replace(read_mfcc_config(ROOT / "conf/mfcc_embed.conf"), dither=0.0,
+                              cepstral_lifter=0.0)
+    wav = _wav(tiny, read_training_list(tiny).utts[0])
+    fb = compute_fbank(wav, 16000, cfg, "u")
+    mf = compute_mfcc(wav, 16000, cfg, "u")
+    assert fb.shape == mf.shape == (fb.shape[0], 40) and fb.shape[0] > 50
+    np.testing.assert_allclose(dct(fb.astype(np.float64), type=2, norm="ortho", axis=1), mf, atol=2e-4)
+    with pytest.raises(DataError, match="kind must be mfcc or fbank"):
+        FeatureConfig.from_dict({"kind": "plp"}).check()

@@ -100,6 +100,7 @@ class FeatureConfig:
     """
 
     mfcc_config: str = "conf/mfcc_embed.conf"
+    kind: str = "mfcc"          # mfcc (cepstra) | fbank (log mel energies, num_mel_bins of the same config)
     chunk_frames: int = 200
     use_vad: bool = True
     dither: float = 1.0
@@ -111,6 +112,8 @@ class FeatureConfig:
 
     def check(self, where: str = "features") -> None:
         """Reject values that cannot work."""
+        if self.kind not in ("mfcc", "fbank"):
+            raise DataError(f"{where}: kind must be mfcc or fbank, got {self.kind!r}")
         if int(self.chunk_frames) < 1:
             raise DataError(f"{where}: chunk_frames must be >= 1, got {self.chunk_frames}")
         if self.dither < 0:
@@ -123,8 +126,9 @@ class FeatureConfig:
 
     @property
     def feat_dim(self) -> int:
-        """Feature dimension (``--num-ceps``)."""
-        return int(self.mfcc().num_ceps)
+        """Feature dimension (``--num-ceps``, or ``--num-mel-bins`` for fbank)."""
+        cfg = self.mfcc()
+        return int(cfg.num_mel_bins if self.kind == "fbank" else cfg.num_ceps)
 
     @property
     def sample_rate(self) -> int:
@@ -489,7 +493,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         x = y.astype(np.float32)
         if self.feat_cfg.dither > 0:
             x += (self.feat_cfg.dither * rng.standard_normal(x.size)).astype(np.float32)
-        feats = compute_mfcc(x, self._rate, self._mfcc, self.items.utts[i])
+        feats = compute_mfcc(x, self._rate, self._mfcc, self.items.utts[i], kind=self.feat_cfg.kind)
         if feats.shape[0] != self.feat_cfg.chunk_frames:
             raise RuntimeError(f"chunk of {x.size} samples gave {feats.shape[0]} frames, expected "
                                f"{self.feat_cfg.chunk_frames}")
@@ -544,4 +548,4 @@ def utterance_features(entry: str, vad_entry: str | None, feat_cfg: FeatureConfi
     n_min = samples_for_frames(MIN_EXTRACT_FRAMES, cfg)
     if x.size < n_min:
         x = x[np.arange(n_min) % x.size]
-    return compute_mfcc(x, int(cfg.sample_frequency), cfg, utt, where)
+    return compute_mfcc(x, int(cfg.sample_frequency), cfg, utt, where, kind=feat_cfg.kind)

@@ -83,6 +83,8 @@ def init_distributed(device_spec: str) -> tuple[Dist, torch.device]:
     device = resolve_device(device_spec)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local)
+    elif device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
@@ -398,9 +400,10 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
                    "loss": loss_sum / n_seen, "acc": acc_sum / n_seen, "val_eer": val_eer,
                    "samples_per_s": n_seen / train_s, "data_wait_s": wait, "epoch_s": epoch_s}
             _append_log(out / "train_log.tsv", row, fresh=epoch == 1)
-            log("epoch {epoch}: loss {loss:.4f} acc {acc:.3f} val EER {val_eer:.2f}% lr {lr:.3g} margin "
+            val = "n/a" if math.isnan(val_eer) else f"{val_eer:.2f}%"
+            log("epoch {epoch}: loss {loss:.4f} acc {acc:.3f} val EER {val} lr {lr:.3g} margin "
                 "{margin:.3f} ({samples_per_s:.1f} samples/s, data wait {data_wait_s:.1f} s, {epoch_s:.1f} s)"
-                .format(**row))
+                .format(val=val, **row))
             state = {"format_version": CKPT_FORMAT, "epoch": epoch, "global_step": epoch * steps_per_epoch,
                      "model": net.model.state_dict(), "head": net.head.state_dict(),
                      "optimizer": opt.state_dict(), "rng": rng_state(), "best": best,
@@ -442,7 +445,9 @@ def _append_log(path: Path, row: dict[str, Any], fresh: bool) -> None:
 
 def _finalise(out: Path, ckpt_dir: Path, epochs: int, best: dict[str, Any], select: str) -> dict[str, Any]:
     """Write final.pt (the selected epoch's network) and final.json."""
-    epoch = best["epoch"] if select == "best" and best["epoch"] > 0 else epochs
+    if select == "best" and best["epoch"] == 0:
+        select = "last: no validation EER"   # too few held-out utterances for target and nontarget trials
+    epoch = best["epoch"] if select == "best" else epochs
     st = torch.load(ckpt_dir / f"ep{epoch:03d}.pt", map_location="cpu", weights_only=False)
     final = {"model": st["model"], "config": st["config"], "epoch": epoch, "val_eer": st["val_eer"],
              "speakers": st["speakers"], "num_classes": st["num_classes"]}
@@ -452,7 +457,8 @@ def _finalise(out: Path, ckpt_dir: Path, epochs: int, best: dict[str, Any], sele
                "epochs": epochs}
     with atomic_path(out / "final.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    log(f"final.pt = epoch {epoch} ({select}; validation EER {st['val_eer']:.2f}%)")
+    val = "" if math.isnan(st["val_eer"]) else f"; validation EER {st['val_eer']:.2f}%"
+    log(f"final.pt = epoch {epoch} ({select}{val})")
     return summary
 
 

@@ -80,8 +80,35 @@ def resample(samples: np.ndarray, rate: int, new_rate: float) -> np.ndarray:
     return resample_poly(samples.astype(np.float64), frac.numerator, frac.denominator).astype(np.float32)
 
 
+def knf_fbank_options(cfg: MfccConfig) -> knf.FbankOptions:
+    """knf options of Kaldi's ``compute-fbank-feats`` sharing the frame and mel options of ``cfg``
+    (log mel energies of the power spectrum, no energy column: Kaldi's and WeSpeaker's defaults)."""
+    m = knf_options(cfg)
+    o = knf.FbankOptions()
+    for name in ("samp_freq", "frame_shift_ms", "frame_length_ms", "dither", "preemph_coeff",
+                 "remove_dc_offset", "window_type", "round_to_power_of_two", "blackman_coeff", "snip_edges"):
+        setattr(o.frame_opts, name, getattr(m.frame_opts, name))
+    for name in ("num_bins", "low_freq", "high_freq", "vtln_low", "vtln_high", "debug_mel", "htk_mode",
+                 "is_librosa"):
+        setattr(o.mel_opts, name, getattr(m.mel_opts, name))
+    o.use_energy = False
+    o.use_log_fbank = True
+    o.use_power = True
+    o.energy_floor = float(cfg.energy_floor)
+    o.raw_energy = bool(cfg.raw_energy)
+    o.htk_compat = bool(cfg.htk_compat)
+    return o
+
+
+def compute_fbank(samples: np.ndarray, rate: int, cfg: MfccConfig, utt_id: str = "",
+                  where: str = "") -> np.ndarray:
+    """Log mel filterbank energies (T x num_mel_bins, float32), as Kaldi's ``compute-fbank-feats`` with
+    the frame and mel options of ``cfg``; dither, resampling and ``--subtract-mean`` as compute_mfcc."""
+    return compute_mfcc(samples, rate, cfg, utt_id, where, kind="fbank")
+
+
 def compute_mfcc(samples: np.ndarray, rate: int, cfg: MfccConfig, utt_id: str = "",
-                 where: str = "") -> np.ndarray:
+                 where: str = "", kind: str = "mfcc") -> np.ndarray:
     """MFCC matrix (T x num_ceps, float32) of int16-scale ``samples`` at ``rate`` Hz, as Kaldi's
     ``compute-mfcc-feats`` computes it (including ``--subtract-mean``).
 
@@ -107,12 +134,13 @@ def compute_mfcc(samples: np.ndarray, rate: int, cfg: MfccConfig, utt_id: str = 
     if cfg.dither > 0:
         rng = np.random.default_rng(dither_seed(utt_id))
         x = x + (cfg.dither * rng.standard_normal(x.shape[0])).astype(np.float32)
-    m = knf.OnlineMfcc(knf_options(cfg))
+    m = knf.OnlineFbank(knf_fbank_options(cfg)) if kind == "fbank" else knf.OnlineMfcc(knf_options(cfg))
+    dim = int(cfg.num_mel_bins) if kind == "fbank" else int(cfg.num_ceps)
     m.accept_waveform(float(cfg.sample_frequency), x)
     m.input_finished()
     t = m.num_frames_ready
     if t == 0:
-        return np.zeros((0, cfg.num_ceps), dtype=np.float32)
+        return np.zeros((0, dim), dtype=np.float32)
     # knf has no batch getter; copying rows out is ~4 % of the cost (the frames are computed in C++
     # by accept_waveform), and map() keeps the loop in C.
     feats = np.stack(list(map(m.get_frame, range(t))))
