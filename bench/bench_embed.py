@@ -12,6 +12,7 @@ samples/s and the fraction of the wall time the step waited for data. A syntheti
 Part 3, extraction: whole-utterance features + embedding of U utterances of L seconds: real-time factor.
 
 Usage: python bench/bench_embed.py [--device cpu|cuda] [--channels 512,1024] [--batch 32] [--steps 10]
+           [--precision fp32,tf32,bf16] [--compute worker|device]
            [--classes 5994] [--workers 1] [--pipeline-steps 20] [--extract-utts 20] [--extract-seconds 8]
            [--data-dir DIR] [--skip model,pipeline,extract]
 """
@@ -70,11 +71,20 @@ def make_data_dir(out: Path, utts: int, seconds: float, speakers: int = 20, seed
     return out
 
 
+def set_precision(dev: torch.device, precision: str) -> bool:
+    """fp32 (exact), tf32 (TF32 tensor cores for fp32) or bf16 (autocast); returns whether to autocast."""
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    return precision == "bf16"
+
+
 def bench_model(a: argparse.Namespace, dev: torch.device) -> None:
     print(f"\n[model] training steps on random features: B={a.batch}, T=200, F=40, AAM head K={a.classes}, "
           f"SGD; {a.steps} timed steps after 2 warm-up steps")
-    print(f"{'C':>6} {'params':>10} {'samples/s':>10} {'ms/step':>9} {'peak MiB':>9}")
-    for c in a.channels:
+    print(f"{'C':>6} {'precision':>9} {'params':>10} {'samples/s':>10} {'ms/step':>9} {'peak MiB':>9}")
+    for c, precision in ((c, p) for c in a.channels for p in a.precision):
+        amp = set_precision(dev, precision)
         torch.manual_seed(0)
         model = build_model({"feat_dim": 40, "channels": c}).to(dev)
         head = build_head("aam", model.embed_dim, a.classes).to(dev)
@@ -84,8 +94,10 @@ def bench_model(a: argparse.Namespace, dev: torch.device) -> None:
         y = torch.randint(0, a.classes, (a.batch,), device=dev)
         reset_peak(dev)
 
-        def step(model=model, head=head, opt=opt, x=x, y=y) -> None:
-            loss = head.loss_per_sample(model(x).float(), y).mean()
+        def step(model=model, head=head, opt=opt, x=x, y=y, amp=amp) -> None:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                emb = model(x)
+            loss = head.loss_per_sample(emb.float(), y).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -99,12 +111,15 @@ def bench_model(a: argparse.Namespace, dev: torch.device) -> None:
         sync(dev)
         dt = time.perf_counter() - t0
         n = sum(p.numel() for p in model.parameters())
-        print(f"{c:>6} {n:>10,} {a.steps * a.batch / dt:>10.1f} {1000 * dt / a.steps:>9.1f} "
+        print(f"{c:>6} {precision:>9} {n:>10,} {a.steps * a.batch / dt:>10.1f} {1000 * dt / a.steps:>9.1f} "
               f"{peak_memory_mib(dev):>9.0f}")
 
 
 def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> None:
-    feat_cfg = edata.FeatureConfig.from_dict({"mfcc_config": str(ROOT / "conf/mfcc_embed.conf")})
+    set_precision(dev, "tf32")   # the trainer's default on CUDA (train.tf32)
+    feat_cfg = edata.FeatureConfig.from_dict({"mfcc_config": str(ROOT / "conf/mfcc_embed.conf"),
+                                              "compute": a.compute})
+    frontend = edata.device_frontend(feat_cfg, dev)
     aug_cfg = edata.AugConfig.from_dict({"aug_prob": 0.6})
     items = edata.read_training_list(data_dir, use_vad=True)
     k = len(items.speakers)
@@ -116,9 +131,10 @@ def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> 
     for i in range(n_items):
         ds[i]
     per_item = (time.perf_counter() - t0) / n_items
+    what = "MFCC" if a.compute == "worker" else "dither; MFCC on the device in the step"
     print(f"\n[pipeline] {data_dir}: {len(ds)} utterances, {k} speakers; one item (read, VAD, chunk, "
-          f"augmentation p=0.6, MFCC) takes {1000 * per_item:.1f} ms on one core = "
-          f"{1 / per_item:.0f} items/s per worker")
+          f"augmentation p=0.6, {what}) takes {1000 * per_item:.1f} ms on one core = "
+          f"{1 / per_item:.0f} items/s per worker; model in fp32 with TF32 on CUDA")
     print(f"{'C':>6} {'workers':>7} {'samples/s':>10} {'data wait':>10}")
     for c in a.channels:
         torch.manual_seed(0)
@@ -141,6 +157,9 @@ def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> 
                 if steps >= 2:       # the first two steps fill the pipeline and warm the model up
                     wait += time.perf_counter() - t_wait
                     seen += len(y)
+                if frontend is not None:
+                    with torch.no_grad():
+                        x = frontend(x)
                 loss = head.loss_per_sample(model(edata.cmn(x)).float(), y).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -189,11 +208,14 @@ def main() -> int:
     ap.add_argument("--pipeline-steps", type=int, default=20)
     ap.add_argument("--extract-utts", type=int, default=20)
     ap.add_argument("--extract-seconds", type=float, default=8.0)
+    ap.add_argument("--compute", default="worker", help="pipeline: features by the workers or on the device")
+    ap.add_argument("--precision", default="fp32", help="list of fp32 | tf32 | bf16 (model part, CUDA)")
     ap.add_argument("--data-dir", default=None, help="a data dir with wav.scp, utt2spk, vad.scp")
     ap.add_argument("--skip", default="")
     a = ap.parse_args()
     a.channels = [int(c) for c in a.channels.split(",")]
     a.workers = [int(w) for w in a.workers.split(",")]
+    a.precision = a.precision.split(",")
     skip = set(a.skip.split(",")) - {""}
     dev = resolve_device(a.device)
     print(f"bench_embed: {machine(dev)}; {time.strftime('%Y-%m-%d')}")

@@ -101,8 +101,10 @@ def test_tiny_model_overfits_four_speakers(few_speakers: Path, tmp_path):
 
 
 def test_resume_is_exact(few_speakers: Path, tmp_path):
-    """2 epochs in one run == 1 epoch, stop, resume, 1 epoch: identical weights and optimizer state."""
-    cfg = _cfg("train.epochs=2", "mixup.kind=lmix", "augment.aug_prob=0.6", "augment.spec_aug=true")
+    """2 epochs in one run == 1 epoch, stop, resume, 1 epoch: identical weights and optimizer state
+    (with augmentation, SpecAugment, l-mix and the features made in the training step)."""
+    cfg = _cfg("train.epochs=2", "mixup.kind=lmix", "augment.aug_prob=0.6", "augment.spec_aug=true",
+               "features.compute=device")
     train(cfg, few_speakers, tmp_path / "a", device_spec="cpu")
     train(cfg, few_speakers, tmp_path / "b", device_spec="cpu", max_epochs=1)
     assert not (tmp_path / "b/final.pt").exists()

@@ -54,7 +54,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "val_max_nontarget": 20000,  # validation trials: every target pair and at most this many others
         "val_every": 1,         # epochs between validations
         "select": "best",       # best (lowest validation EER) | last: which epoch becomes final.pt
-        "amp": False,           # bf16/fp16 autocast on CUDA (the heads compute in fp32 regardless)
+        "amp": False,           # bf16 autocast of the network on CUDA (the heads compute in fp32 regardless)
+        "tf32": True,           # CUDA: TF32 matmuls/convolutions in fp32 training (10-bit mantissa products)
         "log_every": 20,        # iterations between progress lines
         "max_extract_frames": 6000,  # validation/extraction: longer utterances are embedded by chunks
     },

@@ -101,6 +101,9 @@ class FeatureConfig:
 
     mfcc_config: str = "conf/mfcc_embed.conf"
     kind: str = "mfcc"          # mfcc (cepstra) | fbank (log mel energies, num_mel_bins of the same config)
+    compute: str = "worker"     # worker: features made by the DataLoader workers (kaldi-native-fbank) |
+                                # device: workers deliver dithered waveform chunks, the training step
+                                # makes the features on the device in one batch (KaldiFeatures)
     chunk_frames: int = 200
     use_vad: bool = True
     dither: float = 1.0
@@ -112,6 +115,8 @@ class FeatureConfig:
 
     def check(self, where: str = "features") -> None:
         """Reject values that cannot work."""
+        if self.compute not in ("worker", "device"):
+            raise DataError(f"{where}: compute must be worker or device, got {self.compute!r}")
         if self.kind not in ("mfcc", "fbank"):
             raise DataError(f"{where}: kind must be mfcc or fbank, got {self.kind!r}")
         if int(self.chunk_frames) < 1:
@@ -489,15 +494,28 @@ class ChunkDataset(torch.utils.data.Dataset):
         return y, label, info
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """``(features (T, F), label)``; with ``features.compute: device`` the dithered waveform chunk
+        ``(chunk_samples,)`` instead, for :func:`device_frontend` in the training step."""
         y, label, _, rng = self.draw(i)
         x = y.astype(np.float32)
         if self.feat_cfg.dither > 0:
             x += (self.feat_cfg.dither * rng.standard_normal(x.size)).astype(np.float32)
+        if self.feat_cfg.compute == "device":
+            return torch.from_numpy(x), label
         feats = compute_mfcc(x, self._rate, self._mfcc, self.items.utts[i], kind=self.feat_cfg.kind)
         if feats.shape[0] != self.feat_cfg.chunk_frames:
             raise RuntimeError(f"chunk of {x.size} samples gave {feats.shape[0]} frames, expected "
                                f"{self.feat_cfg.chunk_frames}")
         return torch.from_numpy(feats), label
+
+
+def device_frontend(feat_cfg: FeatureConfig, device: torch.device) -> torch.nn.Module | None:
+    """The batched feature module of ``features.compute: device`` (None for worker-made features)."""
+    if feat_cfg.compute != "device":
+        return None
+    from ..features.torch_frontend import KaldiFeatures
+
+    return KaldiFeatures(feat_cfg.mfcc(), kind=feat_cfg.kind).to(device)
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -11,6 +11,8 @@ Layout of ``<out-dir>``::
 
     config.yaml          the resolved config
     train_log.tsv        one row per epoch: loss, accuracy, lr, margin, validation EER, times
+    log/train.log        (written by the step script) a progress line every train.log_every steps, or a
+                         progress bar when stderr is a terminal
     ckpt/ep<NNN>.pt      full training state at the end of each epoch; ckpt/latest names the newest
     val_utts, val_trials the validation split carved from the training data (never the test trials)
     final.pt             the selected epoch's network: {"model", "config", "epoch", "val_eer", ...}
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
 from ..scoring import compute_eer
 from ..tables import DataError, atomic_path, write_lines
@@ -331,6 +334,12 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
     if loader_kw["num_workers"] > 0:
         loader_kw.update(worker_init_fn=edata.worker_init_fn, prefetch_factor=4)
     use_amp = bool(tc["amp"]) and device.type == "cuda"
+    frontend = edata.device_frontend(feat_cfg, device)
+    if device.type == "cuda":
+        # Fixed-shape chunks: let cuDNN pick the fastest kernels once. resolve_device() turns TF32 off
+        # for the GMM stages; network training tolerates it (and is several times faster with it).
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(tc["tf32"])
     stop = epochs if max_epochs is None else min(epochs, max_epochs)
     for epoch in range(start_epoch, stop + 1):
         t0 = time.perf_counter()
@@ -342,7 +351,9 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
         n_seen = 0
         wait = 0.0
         t_wait = time.perf_counter()
-        for b, (x, y) in enumerate(loader):
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False,
+                   disable=not (d.main and sys.stderr.isatty()))
+        for b, (x, y) in enumerate(bar):
             step = (epoch - 1) * steps_per_epoch + b
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
@@ -356,6 +367,9 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
             if m_sched is not None:
                 head.update(margin)
             step_rng = np.random.default_rng([seed, epoch, b, d.rank])
+            if frontend is not None:
+                with torch.no_grad():
+                    x = frontend(x)
             x = edata.cmn(x)
             if aug_cfg.spec_aug:
                 gen = torch.Generator(device="cpu").manual_seed(int(step_rng.integers(2**62)))
@@ -376,7 +390,9 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
                 acc_sum += float((head.predict(emb.float().detach()) == y).float().sum())
             loss_sum += float(loss.detach()) * len(y)
             n_seen += len(y)
-            if d.main and (b + 1) % int(tc["log_every"]) == 0:
+            if not bar.disable:
+                bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", acc=f"{acc_sum / n_seen:.3f}")
+            elif d.main and (b + 1) % int(tc["log_every"]) == 0:
                 log(f"epoch {epoch} step {b + 1}/{steps_per_epoch} loss {loss_sum / n_seen:.4f} "
                     f"acc {acc_sum / n_seen:.3f} lr {lr:.3g} margin {margin:.3f}")
             t_wait = time.perf_counter()
