@@ -14,9 +14,6 @@ Usage: python bench/bench_cluster_deep.py [--n 100000] [--dim 400] [--clusters 5
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -24,14 +21,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pyscripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from benchlib import machine, rss_mib  # noqa: E402
 from sslsv.cluster import build, method_config  # noqa: E402
 from sslsv.cluster.deep.knn import kth_neighbor_distance  # noqa: E402
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def synthetic_ivectors(n: int, d: int, speakers: int, seed: int = 0) -> np.ndarray:
@@ -43,18 +38,6 @@ def synthetic_ivectors(n: int, d: int, speakers: int, seed: int = 0) -> np.ndarr
     x = centres[y] + 1.2 * rng.standard_normal((n, d)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def main() -> int:

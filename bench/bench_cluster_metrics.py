@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,22 +27,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pyscripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchlib import cpu_model, rss_mib  # noqa: E402
 from sslsv.cluster.metrics import METRICS, clustering_metrics, format_metrics  # noqa: E402
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def synthetic(n: int, dim: int, classes: int, clusters: int, seed: int = 0
