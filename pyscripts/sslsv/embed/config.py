@@ -48,6 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "epochs": 30,
         "batch_size": 32,       # per process
         "num_workers": 1,       # DataLoader workers per process
+        "cache_audio": False,   # workers keep decoded voiced audio in memory (corpora that fit in RAM)
         "seed": 0,
         "val_fraction": 0.1,    # utterances held out per (pseudo-)speaker for model selection
         "val_min_utts": 4,      # only speakers with at least this many utterances give validation ones

@@ -259,7 +259,8 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
     _seed_everything(seed)
     model = build_model({"feat_dim": feat_cfg.feat_dim, **cfg["model"]})
     head_params = {k: v for k, v in cfg["head"].items() if k != "name"}
-    dataset = edata.ChunkDataset(items.subset(train_idx), feat_cfg, aug_cfg, num_classes=num_spk, seed=seed)
+    dataset = edata.ChunkDataset(items.subset(train_idx), feat_cfg, aug_cfg, num_classes=num_spk, seed=seed,
+                                 cache_audio=bool(tc["cache_audio"]))
     head = build_head(cfg["head"]["name"], model.embed_dim, dataset.num_classes_total, **head_params)
     net = SpeakerNet(model, head).to(device)
     opt = _optimizer(oc, list(net.parameters()))
