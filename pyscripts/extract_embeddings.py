@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--part", default=None, help="J/N: the J-th of N parts of wav.scp")
+    ap.add_argument("--num-threads", type=int, default=1, help="torch CPU threads of this job")
     ap.add_argument("--max-frames", type=int, default=6000, help="longer utterances are embedded by windows")
     ap.add_argument("model")
     ap.add_argument("data_dir")
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        # One thread per job (the step runs --nj jobs side by side, as Kaldi's do): several OpenMP
+        # threads per job on busy cores spin against each other and ran 20x slower here.
+        torch.set_num_threads(a.num_threads)
         device = resolve_device(a.device)
         model = load_final(a.model, device)
         cfg = torch.load(a.model, map_location="cpu", weights_only=False)["config"]
