@@ -1,6 +1,6 @@
 """Training data pipeline of the speaker-embedding network (NNET.md §2.1, §2.6, §5): one random
 2-s chunk of each utterance per epoch, optionally speed-perturbed (as new classes) and corrupted on the
-fly, turned into 40-dim MFCC.
+fly, turned into 40-dim MFCC or 80-dim filterbanks.
 
 Per item, in this order (WeSpeaker's, NNET.md §2.1):
 
@@ -22,8 +22,10 @@ Per item, in this order (WeSpeaker's, NNET.md §2.1):
    chunks of 3-7 other utterances of *other* (pseudo-)speakers. There is no WeSpeaker-style peak
    normalisation to full scale: stage 2's functions only scale down a result that would clip, and the
    overall level of a chunk is removed by CMN anyway (a gain only shifts c0);
-6. **MFCC** with kaldi-native-fbank (``compute_mfcc``), after adding Gaussian dither of standard
-   deviation ``dither`` drawn from the item's generator (the config file's own dither is ignored);
+6. **MFCC** (or log mel filterbanks, ``kind: fbank``) with kaldi-native-fbank (``compute_mfcc``),
+   after adding Gaussian dither of standard deviation ``dither`` drawn from the item's generator (the
+   config file's own dither is ignored). With ``compute: device`` the item is the dithered waveform
+   chunk and the training step makes the features in one batch on the device (:func:`device_frontend`);
 7. in the training step, on the device: :func:`cmn` (mean over time), then optional :func:`spec_augment`.
 
 Determinism: every random draw of item ``i`` at epoch ``e`` comes from
