@@ -28,7 +28,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +424,10 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
             state = {"format_version": CKPT_FORMAT, "epoch": epoch, "global_step": epoch * steps_per_epoch,
                      "model": net.model.state_dict(), "head": net.head.state_dict(),
                      "optimizer": opt.state_dict(), "rng": rng_state(), "best": best,
+                     # the schedules are pure functions of the iteration: their state is the step
+                     "lr_scheduler": {"current_iter": epoch * steps_per_epoch, **asdict(lr_sched)},
+                     "margin_sched": None if m_sched is None else {"current_iter": epoch * steps_per_epoch,
+                                                                    "margin": margin, **asdict(m_sched)},
                      "sampler": {"base_seed": seed, "epoch": epoch}, "num_classes": dataset.num_classes_total,
                      "label_map_sha1": label_hash, "config": cfg, "speakers": list(items.speakers),
                      "torch_version": torch.__version__, "val_eer": val_eer}
