@@ -244,6 +244,7 @@ embed_set=()
 [ -n "$embed_head" ] && embed_set+=("head.name=$embed_head")
 [ -n "$embed_mixup" ] && embed_set+=("mixup.kind=$embed_mixup")
 [ -n "$embed_mixup_alpha" ] && embed_set+=("mixup.alpha=$embed_mixup_alpha")
+[ "$seed" != 0 ] && embed_set+=("train.seed=$seed")   # the config's seed (0) unless --seed says otherwise
 embed_set_opts="${embed_set[*]}"
 [ -n "$embed_opts" ] && embed_set_opts="${embed_set_opts:+$embed_set_opts }$embed_opts"
 if in_stages 8 || in_stages 9; then
