@@ -13,7 +13,7 @@ import pytest
 import torch
 from sslsv.embed.config import load_embed_config
 from sslsv.embed.schedule import LrSchedule, MarginSchedule
-from sslsv.embed.trainer import split_validation, train, validation_trials
+from sslsv.embed.trainer import best_epoch, split_validation, train, validation_trials, with_defaults
 from sslsv.tables import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +73,15 @@ def test_validation_split_and_trials():
     assert np.all(labels[ti[tgt]] == labels[tj[tgt]]) and np.all(labels[ti[~tgt]] != labels[tj[~tgt]])
 
 
+def test_best_epoch_ties_go_to_the_later_epoch(tmp_path):
+    cols = "epoch\tstep\tlr\tmargin\tloss\tacc\tval_eer\tsamples_per_s\tdata_wait_s\tepoch_s"
+    rows = [f"{e}\t{e}\t0.1\t0.2\t1\t0.5\t{v}\t10\t0\t1" for e, v in
+            [(1, "nan"), (2, "9"), (3, "7"), (4, "8"), (5, "7"), (6, "nan")]]
+    (tmp_path / "train_log.tsv").write_text("\n".join([cols, *rows]) + "\n")
+    assert best_epoch(tmp_path / "train_log.tsv") == {"epoch": 5, "val_eer": 7.0}
+    assert best_epoch(tmp_path / "missing.tsv")["epoch"] == 0
+
+
 def test_config_overrides_and_errors(tmp_path):
     c = load_embed_config(XS, ["head.name=adaface", "mixup.kind=lmix", "mixup.alpha=0.5"])
     assert c["head"]["name"] == "adaface" and c["mixup"]["alpha"] == 0.5
@@ -119,6 +128,15 @@ def test_resume_is_exact(few_speakers: Path, tmp_path):
     mb = b["optimizer"]["state"]
     assert all(torch.equal(ma[k]["momentum_buffer"], mb[k]["momentum_buffer"]) for k in ma)
     assert _log(tmp_path / "a")[1]["loss"] == _log(tmp_path / "b")[1]["loss"]
+    # what a checkpoint holds besides the weights (NNET.md §2.7)
+    steps = a["global_step"] // 2
+    assert a["epoch"] == 2 and a["lr_scheduler"]["current_iter"] == a["global_step"] == 2 * steps
+    assert a["margin_sched"]["margin"] == pytest.approx(0.2) and a["num_classes"] == 4
+    assert set(a["rng"]) == {"python", "numpy", "torch", "cuda"} and a["config"] == cfg
+    # a checkpoint written before an option existed resumes with the option at its default
+    old = {sec: {k: v for k, v in body.items() if (sec, k) != ("train", "cache_audio")}
+           for sec, body in a["config"].items()}
+    assert with_defaults(old) == cfg
     # a changed config is refused rather than silently mixed into the old run
     with pytest.raises(DataError, match="config differs"):
         train(_cfg("train.epochs=3"), few_speakers, tmp_path / "b", device_spec="cpu")

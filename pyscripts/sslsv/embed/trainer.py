@@ -41,7 +41,7 @@ from tqdm import tqdm
 from ..scoring import compute_eer
 from ..tables import DataError, atomic_path, write_lines
 from . import data as edata
-from .config import dump
+from .config import DEFAULTS, dump
 from .ecapa import build_model
 from .extract import embed_all
 from .heads import build_head
@@ -159,6 +159,16 @@ def validation_eer(embs: np.ndarray, ti: np.ndarray, tj: np.ndarray, target: np.
 
 # ----------------------------------------------------------------------------------------------------
 # Checkpoints
+
+
+def with_defaults(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A checkpoint's config with the options added to the code since it was written set to their
+    defaults, so that a newer version resumes an older run whose settings it keeps."""
+    out = {sec: dict(body) for sec, body in cfg.items()}
+    for sec, body in DEFAULTS.items():
+        for k, v in body.items():
+            out.setdefault(sec, {}).setdefault(k, v)
+    return out
 
 
 def file_sha1(path: str | os.PathLike) -> str:
@@ -292,7 +302,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
         if st["label_map_sha1"] != label_hash:
             raise DataError(f"{last}: trained on different labels than {data_dir}/utt2spk; use a new output "
                             f"dir or remove {ckpt_dir}")
-        if st["config"] != cfg:
+        if with_defaults(st["config"]) != cfg:
             raise DataError(f"{last}: the config differs from the one the checkpoint was trained with "
                             f"({out / 'config.yaml'}); use a new output dir or remove {ckpt_dir}")
         net.model.load_state_dict(st["model"])
@@ -409,7 +419,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
             embs = np.stack([e for _, e in embed_all(net.model, val_feats, device,
                                                      int(tc["max_extract_frames"]))])
             val_eer = validation_eer(embs, ti, tj, tgt)
-            if val_eer < best["val_eer"]:
+            if val_eer <= best["val_eer"]:   # ties go to the later (longer trained) epoch
                 best = {"epoch": epoch, "val_eer": val_eer}
         epoch_s = time.perf_counter() - t0
         if d.main:
@@ -436,7 +446,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
 
     summary: dict[str, Any] = {}
     if d.main and stop == epochs:
-        summary = _finalise(out, ckpt_dir, epochs, best, tc["select"])
+        summary = _finalise(out, ckpt_dir, epochs, tc["select"])
     d.barrier()
     return summary
 
@@ -464,8 +474,22 @@ def _append_log(path: Path, row: dict[str, Any], fresh: bool) -> None:
     write_lines(path, lines)
 
 
-def _finalise(out: Path, ckpt_dir: Path, epochs: int, best: dict[str, Any], select: str) -> dict[str, Any]:
+def best_epoch(log_path: Path) -> dict[str, Any]:
+    """The epoch of lowest validation EER in train_log.tsv; ties go to the later epoch (the validation
+    EER moves in steps of 1/targets, and on a small split a plateau of equal values is common, along
+    which training goes on improving). ``{"epoch": 0, ...}`` when no epoch was validated."""
+    best: dict[str, Any] = {"epoch": 0, "val_eer": math.inf}
+    for row in log_path.read_text().splitlines()[1:] if log_path.is_file() else []:
+        f = dict(zip(LOG_COLUMNS, row.split("\t"), strict=True))
+        v = float(f["val_eer"])
+        if not math.isnan(v) and v <= best["val_eer"]:
+            best = {"epoch": int(f["epoch"]), "val_eer": v}
+    return best
+
+
+def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str) -> dict[str, Any]:
     """Write final.pt (the selected epoch's network) and final.json."""
+    best = best_epoch(out / "train_log.tsv")
     if select == "best" and best["epoch"] == 0:
         select = "last: no validation EER"   # too few held-out utterances for target and nontarget trials
     epoch = best["epoch"] if select == "best" else epochs
