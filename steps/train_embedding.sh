@@ -69,5 +69,6 @@ if ! $cmd "${gpu_opt[@]}" "$dir/log/train.log" "${launch[@]}" "${args[@]}"; then
 fi
 [ -f "$dir/final.pt" ] || { echo "$0: no $dir/final.pt after training; see $dir/log/train.log" >&2; exit 1; }
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
-grep "train_embedding: epoch [0-9]*:" "$dir/log/train.log" | tail -1 | sed "s|^|$0: last |"
-grep "train_embedding: final.pt" "$dir/log/train.log" | tail -1 | sed "s|^|$0: |"
+# (a resumed run that had finished every epoch only writes final.pt: no epoch line then)
+{ grep "train_embedding: epoch [0-9]*:" "$dir/log/train.log" || true; } | tail -1 | sed "s|^|$0: last |"
+{ grep "train_embedding: final.pt" "$dir/log/train.log" || true; } | tail -1 | sed "s|^|$0: |"
