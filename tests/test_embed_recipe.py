@@ -46,6 +46,12 @@ def test_run_sh_stages_6_to_9(demo_ivectors: Path, root: Path, recipe_env: dict[
     # an unchanged rerun trains nothing and rescores nothing
     r2 = subprocess.run([*cmd, "--stage", "8"], capture_output=True, text=True)
     assert r2.returncode == 0 and r2.stdout.count("is up to date") >= 6, r2.stdout[-3000:]
+    # a lost final.pt is rebuilt from the checkpoints (no epoch is trained again)
+    final = work / "exp/embed/kmeans_c48_ecapa_xs_am_imix0.5/final.pt"
+    final.unlink()
+    r3 = subprocess.run([*cmd, "--stage", "8", "--stop-stage", "8"], capture_output=True, text=True)
+    assert r3.returncode == 0 and final.is_file(), r3.stdout[-3000:] + r3.stderr[-3000:]
+    assert "final.pt = epoch" in r3.stdout and "last train_embedding: epoch" not in r3.stdout
     table = subprocess.run(["embed_table.py", str(work / "exp")], env=recipe_env, capture_output=True,
                            text=True, check=True).stdout
     assert "| supervised_ecapa_xs_am_imix0.5 | 1.000 (true) | " in table
