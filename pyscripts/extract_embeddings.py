@@ -21,22 +21,8 @@ from sslsv.embed import data as edata
 from sslsv.embed.extract import embed_all
 from sslsv.embed.trainer import load_final
 from sslsv.features.archive import ArkScpWriter
+from sslsv.ivector.extractor_opts import part_utts
 from sslsv.tables import DataError, c_sorted, read_scp
-
-
-def part_keys(keys: list[str], part: str | None) -> list[str]:
-    """The J-th of N contiguous, balanced parts of ``keys`` (C order)."""
-    keys = c_sorted(keys)
-    if not part:
-        return keys
-    try:
-        j, n = (int(v) for v in part.split("/"))
-    except ValueError:
-        raise DataError(f"--part must be J/N, got {part!r}") from None
-    if not 1 <= j <= n:
-        raise DataError(f"--part {part}: J must be in 1..N")
-    bounds = np.linspace(0, len(keys), n + 1).round().astype(int)
-    return keys[bounds[j - 1]:bounds[j]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(a.data_dir)
         wav = read_scp(data / "wav.scp")
         vad = read_scp(data / "vad.scp") if feat_cfg.use_vad else {}
-        keys = part_keys(list(wav), a.part)
+        keys = part_utts(data, a.part, table="wav.scp")
+        if keys is None:
+            keys = c_sorted(wav)
         if feat_cfg.use_vad:
             missing = [k for k in keys if k not in vad]
             if missing:

@@ -25,8 +25,8 @@ EXTRACTOR_DEFAULTS = {
 }
 
 
-def part_utts(data_dir: str | os.PathLike, part: str | None) -> list[str] | None:
-    """Utterances of job ``J/N`` (balanced per-utterance parts of feats.scp in C order), or None (all)."""
+def part_utts(data_dir: str | os.PathLike, part: str | None, table: str = "feats.scp") -> list[str] | None:
+    """Utterances of job ``J/N`` (balanced per-utterance parts of ``table`` in C order), or None (all)."""
     if not part:
         return None
     try:
@@ -35,5 +35,5 @@ def part_utts(data_dir: str | os.PathLike, part: str | None) -> list[str] | None
         raise DataError(f"--part must be J/N, got {part!r}") from None
     if not 1 <= j <= n:
         raise DataError(f"--part {part}: J must be in 1..N")
-    utts = c_sorted(read_scp(Path(data_dir) / "feats.scp"))
+    utts = c_sorted(read_scp(Path(data_dir) / table))
     return partition({u: u for u in utts}, n, per_utt=True)[j - 1]
