@@ -295,7 +295,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
 
     # Resume.
     ckpt_dir = out / "ckpt"
-    start_epoch, best = 1, {"epoch": 0, "val_eer": math.inf}
+    start_epoch = 1
     last = latest_checkpoint(ckpt_dir)
     if last is not None:
         st = torch.load(last, map_location="cpu", weights_only=False)
@@ -309,7 +309,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
         net.head.load_state_dict(st["head"])
         opt.load_state_dict(st["optimizer"])
         set_rng_state(st["rng"])
-        start_epoch, best = st["epoch"] + 1, st["best"]
+        start_epoch = st["epoch"] + 1
         if d.main:
             log(f"resuming from {last} (epoch {st['epoch']} done, step {st['global_step']})")
 
@@ -419,8 +419,6 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
             embs = np.stack([e for _, e in embed_all(net.model, val_feats, device,
                                                      int(tc["max_extract_frames"]))])
             val_eer = validation_eer(embs, ti, tj, tgt)
-            if val_eer <= best["val_eer"]:   # ties go to the later (longer trained) epoch
-                best = {"epoch": epoch, "val_eer": val_eer}
         epoch_s = time.perf_counter() - t0
         if d.main:
             row = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": lr, "margin": margin,
@@ -433,7 +431,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
                 .format(val=val, **row))
             state = {"format_version": CKPT_FORMAT, "epoch": epoch, "global_step": epoch * steps_per_epoch,
                      "model": net.model.state_dict(), "head": net.head.state_dict(),
-                     "optimizer": opt.state_dict(), "rng": rng_state(), "best": best,
+                     "optimizer": opt.state_dict(), "rng": rng_state(),
                      # the schedules are pure functions of the iteration: their state is the step
                      "lr_scheduler": {"current_iter": epoch * steps_per_epoch, **asdict(lr_sched)},
                      "margin_sched": None if m_sched is None else {"current_iter": epoch * steps_per_epoch,
