@@ -164,11 +164,12 @@ class AugConfig:
     noise_weight: float = 0.25
     babble_weight: float = 0.25
     reverb_noise_weight: float = 0.15
-    snr_noise: tuple[float, float] = (0.0, 15.0)
-    snr_babble: tuple[float, float] = (13.0, 20.0)
-    num_babble: tuple[int, int] = (3, 7)
+    # the corruption ranges of stage 2 (one definition), except a wider RT60 range (NNET.md §5.3)
+    snr_noise: tuple[float, float] = augment.AugOptions.snr_noise
+    snr_babble: tuple[float, float] = augment.AugOptions.snr_babble
+    num_babble: tuple[int, int] = augment.AugOptions.num_babble
     rt60: tuple[float, float] = (0.2, 1.0)
-    reverb_norm: str = "power"
+    reverb_norm: str = augment.AugOptions.reverb_norm
     speed_perturb: bool = False
     spec_aug: bool = False
     spec_aug_prob: float = 0.6
