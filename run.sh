@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 # ---- defaults -------------------------------------------------------------------------------------
 stage=0                 # first stage to run
-stop_stage=9            # last stage to run (the last stage that exists today)
+stop_stage=10           # last stage to run (10, the report, is the last)
 corpus=demo             # demo | speechocean762 | voxceleb | dir
 corpus_dir=             # source of the corpus (demo: where its audio is synthesised, default corpora/demo)
 name=                   # data set prefix (default: the corpus name); sets are <name>_train, <name>_test
@@ -35,6 +35,7 @@ cluster_method=camsat   # stage 6: conf/cluster/<method>.yaml (pyscripts/cluster
 cluster_config=         # stage 6: a config file instead of conf/cluster/<method>.yaml
 cluster_opts=           # stage 6: parameter overrides, e.g. "epochs=50 batch_size=4096"
 num_clusters=           # stage 6: C (default: the number of training speakers, as the papers' C = 5994)
+cluster_tag=            # stages 6-9: name of the pseudo-label set (default <method>_c<C>)
 cluster_views=true      # stage 6: give the method the augmented-audio i-vectors of stage 5 as views
 min_cluster_size=2      # stage 7: clusters with fewer utterances are dropped
 embed_config=conf/embed/ecapa_xs.yaml   # stages 8-9: network, head, mixup, augmentation, optimiser (conf/embed/)
@@ -45,6 +46,8 @@ embed_opts=             # stage 8: more config overrides, e.g. "train.epochs=30 
 embed_nproc=1           # stage 8: processes (GPUs); more than 1 trains with torchrun / DDP
 supervised=false        # stages 8-9: also train and score the supervised reference (true training labels)
 top_n=300               # stage 9: AS-norm cohort top-N (capped at the cohort size)
+study=                  # stage 10: the study grid (conf/study/*.yaml) whose cells not yet run are listed
+report_dir=             # stage 10: where RESULTS.md and the figures go (default <exp>/report)
 help_message=$(cat <<HELP
 Usage: ./run.sh [options]
 Stages (run from --stage to --stop-stage):
@@ -63,7 +66,8 @@ Stages (run from --stage to --stop-stage):
      -> exp/<name>/embed/<labels>_<config>_<head>[_<mixup><alpha>]/{final.pt,train_log.tsv}
   9  embeddings of train and test, cosine (mean subtracted) and AS-norm scoring of the trials
      -> exp/<name>/embed/<system>/scores/{cosine,asnorm}/result.json
-  (stage 10: reports; not in the recipe yet)
+  10 report from everything under exp/<name>: Table I, margin-loss and regulariser tables, correlation
+     heatmaps, clustering curves -> <report-dir>/RESULTS.md and <report-dir>/*.png
 Options (default in brackets):
   --stage N            [$stage]         --stop-stage M        [$stop_stage]
   --corpus NAME        [$corpus]      demo | speechocean762 | voxceleb | dir
@@ -81,6 +85,7 @@ Options (default in brackets):
   --ivector-config F   [$ivector_config]
   --cluster-method M   [$cluster_method]   --num-clusters C [number of training speakers]
   --cluster-config F   [conf/cluster/<method>.yaml]   --cluster-opts 'K=V ...' [$cluster_opts]
+  --cluster-tag NAME   [<method>_c<C>]  name of the pseudo-label set (e.g. kmeans_standard_c48)
   --cluster-views BOOL [$cluster_views]     --min-cluster-size N [$min_cluster_size]
   --embed-config F     [$embed_config]   --embed-opts 'S.K=V ...' [$embed_opts]
   --embed-head H       [config's]  softmax | am | cosface | aam | ocsoftmax | adaface
@@ -88,6 +93,8 @@ Options (default in brackets):
   --embed-nproc N      [$embed_nproc]   processes/GPUs (N > 1: torchrun DDP)
   --supervised BOOL    [$supervised]  also the supervised reference (true labels)
   --top-n N            [$top_n]   AS-norm top-N
+  --study FILE         [none]  stage 10: study grid, for the cells not yet run
+  --report-dir DIR     [<exp>/report]  stage 10: RESULTS.md and figures
 Jobs run through \$train_cmd / \$cuda_cmd from cmd.sh (local processes by default, or SLURM).
 HELP
 )
@@ -218,7 +225,7 @@ fi
 if [ -z "$num_clusters" ] && [ -f "$data/$train_set/spk2utt" ]; then
   num_clusters=$(wc -l < "$data/$train_set/spk2utt")
 fi
-cluster_tag=${cluster_method}_c${num_clusters}
+cluster_tag=${cluster_tag:-${cluster_method}_c${num_clusters}}
 if in_stages 6; then
   log "stage 6: $cluster_method clustering of $exp/ivectors_$train_set into $num_clusters clusters"
   views_opt=()
@@ -279,6 +286,12 @@ if in_stages 9; then
     steps/score_trials.sh --utt2spk "$sdata/utt2spk" --top-n "$top_n" --label "${labels}_$embed_tag" \
       "$data/$test_set/trials" "$edir/emb_$train_set" "$edir/emb_$test_set" "$edir/scores"
   done
+fi
+
+# ---- stage 10: report ------------------------------------------------------------------------------
+if in_stages 10; then
+  log "stage 10: tables and figures of $exp -> ${report_dir:-$exp/report}"
+  steps/make_report.sh --corpus "$name" --data "$data" ${study:+--study "$study"} "$exp" "${report_dir:-$exp/report}"
 fi
 
 log "done (stages $stage..$stop_stage)"

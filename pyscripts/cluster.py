@@ -9,7 +9,7 @@
   labels          <utt> <cluster>   (cluster -1: left unassigned by the method, e.g. HDBSCAN noise)
   metrics.json    the eleven clustering metrics (supervised ones only with --utt2spk, which is read for
                   evaluation and nothing else), the resolved configuration, timings
-  curve.tsv       per-epoch losses, clusters found and (with --utt2spk) ACC/NMI/AMI   [deep methods]
+  curve.tsv       per-epoch losses, clusters found and (with --utt2spk) the supervised metrics  [deep]
   final.pt        the trained network, for predicting other vectors                   [deep methods]
   config.yaml     the resolved configuration
 """
@@ -19,7 +19,6 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import yaml
 from sslsv.cluster import build, estimator_class, estimators, method_config, methods
 from sslsv.cluster.inputs import normalize, read_vectors, read_views
+from sslsv.provenance import provenance
 from sslsv.tables import DataError, atomic_path, read_map, write_lines
 
 
@@ -170,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
               "metrics": metrics, "eval_labels": a.utt2spk, "views": a.views,
               "views_used": getattr(est, "views_used_", None),
               "fit_seconds": round(fit_seconds, 2), "metrics_seconds": round(time.time() - t1, 2),
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+              **provenance()}
     write_json(out / "metrics.json", result)
     log(f"wrote {out}/labels ({result['num_clusters_found']} clusters"
         f"{f', {int(noise.sum())} unassigned' if noise.any() else ''}) in {fit_seconds:.1f} s")

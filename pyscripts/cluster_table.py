@@ -13,19 +13,8 @@ import sys
 from pathlib import Path
 
 from sslsv.cluster.metrics import METRICS
-
-HEAD = {"acc": "ACC", "ami": "AMI", "nmi": "NMI", "num_clusters": "clusters", "completeness": "compl.",
-        "homogeneity": "homog.", "fmi": "FMI", "purity": "purity", "silhouette": "silh.", "chs": "CHS",
-        "dbs": "DBS"}
-
-
-def fmt(v: object) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, int):
-        return str(v)
-    v = float(v)
-    return "nan" if v != v else (f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}")
+from sslsv.report.document import METRIC_HEAD as HEAD
+from sslsv.report.document import fmt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from sslsv.backend import (
     score_pairs,
     write_kaldi_vector,
 )
+from sslsv.provenance import provenance
 from sslsv.score_norm import adaptive_snorm, center_normalize, speaker_means
 from sslsv.scoring import (
     Trials,
@@ -75,7 +76,7 @@ def _finish(out_dir: Path, trials: Trials, scores: np.ndarray, info: dict, label
     # Metrics on the scores as written (6 significant digits), as Kaldi computes them from the file.
     rounded = np.array([float(format_score(s)) for s in scores.tolist()])
     result = evaluate(trials, {(t[0], t[1]): s for t, s in zip(trials, rounded.tolist(), strict=True)})
-    result = {"label": label, **info, **result}
+    result = {"label": label, **info, **result, **provenance()}
     write_result(out_dir / "result.json", result)
     print(summary_line(result, label), flush=True)
     return result
@@ -226,7 +227,7 @@ def cmd_embedding(a: argparse.Namespace) -> dict:
                      {"backend": "asnorm", "top_n": top_n, "cohort": cohort_info, **common},
                      f"{a.label} AS-norm (top {top_n})")
     result = {"label": a.label, "top_n": top_n, "top_n_requested": a.top_n, "cohort": cohort_info,
-              **common, "cosine": res_cos, "asnorm": res_as}
+              **common, "cosine": res_cos, "asnorm": res_as, **provenance()}
     write_result(out / "result.json", result)
     return result
 

@@ -46,7 +46,14 @@ mkdir -p "$dir/log"
 inputs=("$data/wav.scp" "$data/utt2spk" "$config")
 [ -f "$data/vad.scp" ] && inputs+=("$data/vad.scp")
 stamp=$dir/log/train_embedding.sslsv.stamp
-opts="set_opts=$set_opts nproc=$nproc"
+# The stamp holds the resolved config (file + overrides), so "head.name=aam" on a config whose head is
+# aam is the same system as no override; resolving it also reports a bad key before any work.
+resolved=$(python3 -c "
+import hashlib, shlex, sys
+from sslsv.embed.config import dump, load_embed_config
+print(hashlib.sha1(dump(load_embed_config(sys.argv[1], shlex.split(sys.argv[2]))).encode()).hexdigest())" \
+  "$config" "$set_opts") || { echo "$0: bad config $config${set_opts:+ with '$set_opts'}" >&2; exit 1; }
+opts="config=$resolved nproc=$nproc"
 if [ -f "$dir/final.pt" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
   echo "$0: $dir/final.pt is up to date (inputs and options unchanged, $stamp); skipping"
   exit 0

@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from ..provenance import provenance
 from ..scoring import compute_eer
 from ..tables import DataError, atomic_path, write_lines
 from . import data as edata
@@ -497,7 +498,7 @@ def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str) -> dict[str, 
     with atomic_path(out / "final.pt") as tmp:
         torch.save(final, tmp)
     summary = {"final_epoch": epoch, "select": select, "val_eer": st["val_eer"], "best": best,
-               "epochs": epochs}
+               "epochs": epochs, **provenance()}
     with atomic_path(out / "final.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     val = "" if math.isnan(st["val_eer"]) else f"; validation EER {st['val_eer']:.2f}%"

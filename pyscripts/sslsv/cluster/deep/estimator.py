@@ -20,8 +20,8 @@ Training follows the CIMC paper by default: SGD with momentum 0.9, lr 0.01 × 0.
 10,240 (capped at N), 150 epochs, λ = 0.5, μ = 3.5. Each epoch is one pass over a fresh permutation.
 A checkpoint (model, optimizer, epoch, random states, curve) is written atomically after every epoch to
 ``checkpoint_dir``; ``fit`` continues from it. True labels, when given as ``eval_labels``, are only used
-to add ACC/NMI/AMI columns to the per-epoch curve, never for training or model selection: the model of
-the last epoch is the result.
+to add the supervised metrics (``eval_metrics``: ACC, AMI, NMI, ..., purity) to the per-epoch curve,
+never for training or model selection: the model of the last epoch is the result.
 
 Design choices (ALGORITHMS.md [I] items), each a parameter:
 
@@ -85,7 +85,8 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                  optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, lr_decay: float = 0.996,
                  weight_decay: float = 0.0, grad_clip: float = 0.0, batch_size: int = 10240,
                  epochs: int = 150,
-                 eval_metrics: str = "acc,nmi,ami", device: str = "auto", random_state: int = 0,
+                 eval_metrics: str = "acc,ami,nmi,completeness,homogeneity,fmi,purity",
+                 device: str = "auto", random_state: int = 0,
                  checkpoint_dir: str | None = None, verbose: bool = True) -> None:
         self.n_clusters = n_clusters
         self.hidden = hidden
