@@ -37,6 +37,10 @@ def _cluster(exp: Path, tag: str, method: str, norm: str, c: int, curve: bool) -
         "input_norm": norm, "n_clusters_requested": c, "num_clusters_found": c, "metrics": m,
         "eval_labels": str(exp.parent / "utt2spk"), "date": "2026-11-26 10:00:00",
         "machine": "testbox, 2 cores"}))
+    (d / "log").mkdir()
+    (d / "log/cluster.log").write_text(
+        f"# cluster.py --method {method} --config /abs/checkout/conf/cluster/{method}.yaml "
+        f"--num-clusters {c} ivector.scp {d}\n# Started at x\n#\n")
     if curve:
         rows = ["epoch\tlr\ttotal\tnum_clusters\tacc\tnmi"]
         rows += [f"{e}\t0.01\t-1.0\t{min(c, 2 + e)}\t{0.1 * e:.3f}\t{0.05 * e:.3f}" for e in range(1, 6)]
@@ -153,6 +157,9 @@ def test_tables_hold_the_fixture_numbers(fixture_exp, tmp_path: Path) -> None:
             "conf/embed/ecapa_xs.yaml --set '' --device auto data/x_train_pl_kmeans_c6 ") in prov
     assert "| 2026-11-26 10:02:00 | testbox, 2 cores |" in prov
     assert "| mini | kmeans_c6_aam_none | 2026-11-26 10:03:00 |" in prov
+    assert (f"| kmeans_standard_c6 | `cluster.py --method kmeans --config conf/cluster/kmeans.yaml "
+            f"--num-clusters 6 ivector.scp {exp}/cluster/kmeans_standard_c6` | 2026-11-26 10:00:00 | "
+            "testbox, 2 cores |") in prov
     # figures: four heatmaps, curves for C = 6 and 12 and camsat's two starting C
     for f in ("heatmap_all_systems", "heatmap_classical_vs_deep", "heatmap_l2_vs_standard", "heatmap_acc50",
               "curves_c6", "curves_c12", "curves_camsat"):

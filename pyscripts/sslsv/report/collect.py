@@ -34,6 +34,7 @@ class ClusterRun:
     eval_labels: str | None
     date: str
     machine: str
+    command: str | None
 
     @property
     def family(self) -> str:
@@ -129,7 +130,7 @@ def _log_header(log: Path) -> tuple[list[str] | None, str | None]:
 
 def _relative_command(cmd: list[str]) -> str:
     """A logged command with the checkout's absolute path to pyscripts/ dropped."""
-    out = [re.sub(r"^.*/(pyscripts|steps|local|utils)/", r"\1/", w) for w in cmd]
+    out = [re.sub(r"^.*/(pyscripts|steps|local|utils|conf)/", r"\1/", w) for w in cmd]
     return shlex.join(out)
 
 
@@ -143,6 +144,7 @@ def _cluster_runs(exp: Path, res: Results) -> None:
         if m is None:
             continue
         curve = f.parent / "curve.tsv"
+        cmd = _log_header(f.parent / "log" / "cluster.log")[0]
         res.clusters[f.parent.name] = ClusterRun(
             tag=f.parent.name, method=m.get("method", f.parent.name), estimator=m.get("estimator", "?"),
             input_norm=m.get("input_norm", "?"), requested=m.get("n_clusters_requested"),
@@ -150,7 +152,8 @@ def _cluster_runs(exp: Path, res: Results) -> None:
             metrics={k: v if isinstance(v, int) else float(v) for k, v in m.get("metrics", {}).items()
                      if v is not None},
             curve=curve if curve.is_file() else None, eval_labels=m.get("eval_labels"),
-            date=m.get("date", NOT_RECORDED), machine=m.get("machine", NOT_RECORDED))
+            date=m.get("date", NOT_RECORDED), machine=m.get("machine", NOT_RECORDED),
+            command=_relative_command(cmd) if cmd else None)
     for d in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         if d.name not in res.clusters:
             res.notes.append(f"{d}: no metrics.json (stage 6 unfinished or failed)")

@@ -308,11 +308,11 @@ class Report:
             L += md_table(["system", "trials", "training command", "date", "machine"], rows)
             L.append("")
         if self.res.clusters:
-            dates = sorted(c.date for c in self.res.clusters.values())
-            machines = sorted({c.machine for c in self.res.clusters.values()})
-            L += [f"Clustering runs (stage 6, `steps/cluster.sh`; the command of each is in "
-                  f"`{self.res.exp}/cluster/<set>/log/`): {len(self.res.clusters)} runs from {dates[0]} to "
-                  f"{dates[-1]} on {'; '.join(machines)}.", ""]
+            L += ["Clustering runs (stage 6; the metrics of Table I):", ""]
+            L += md_table(["pseudo labels", "command", "date", "machine"],
+                          [[c.tag, f"`{c.command}`" if c.command else MISSING, c.date, c.machine]
+                           for c in sorted(self.res.clusters.values(), key=lambda c: c.tag)])
+            L.append("")
         if self.res.study_cells:
             L += ["Study cells (local/run_study.sh):", ""]
             L += md_table(["study", "cell", "finished", "machine", "command"],
