@@ -9,6 +9,7 @@
 # Every variable in the defaults block below can be set on the command line as --name value.
 set -euo pipefail
 cd "$(dirname "$0")"
+run_command="./run.sh$(printf ' %q' "$@")"   # as typed, for the report to name
 
 # ---- defaults -------------------------------------------------------------------------------------
 stage=0                 # first stage to run
@@ -291,7 +292,8 @@ fi
 # ---- stage 10: report ------------------------------------------------------------------------------
 if in_stages 10; then
   log "stage 10: tables and figures of $exp -> ${report_dir:-$exp/report}"
-  steps/make_report.sh --corpus "$name" --data "$data" ${study:+--study "$study"} "$exp" "${report_dir:-$exp/report}"
+  steps/make_report.sh --corpus "$name" --data "$data" ${study:+--study "$study"} --command "$run_command" \
+    "$exp" "${report_dir:-$exp/report}"
 fi
 
 log "done (stages $stage..$stop_stage)"

@@ -13,6 +13,7 @@ data=data
 study=
 head=
 config=
+command=
 help_message="Usage: $0 [options] <exp-dir> <out-dir>
  e.g.: $0 --study conf/study/demo.yaml exp/demo exp/demo/report
 Options:
@@ -20,7 +21,8 @@ Options:
   --data DIR        where the data dirs are [$data]
   --study FILE      study grid (conf/study/*.yaml): its cells not yet run are listed as missing
   --head H          head of the reference system of Table I and the heatmaps [the most common]
-  --config STEM     embedding config of the reference system [the most common]"
+  --config STEM     embedding config of the reference system [the most common]
+  --command TEXT    the command RESULTS.md names as the one that made it [this script's command line]"
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
@@ -37,4 +39,4 @@ nspk=()
 [ -f "$data/${corpus}_train/spk2utt" ] && nspk=(--num-speakers "$(wc -l < "$data/${corpus}_train/spk2utt")")
 mkdir -p "$out"
 make_report.py --corpus "$corpus" ${study:+--study "$study"} ${head:+--head "$head"} \
-  ${config:+--config "$config"} "${nspk[@]}" --command "$0 $*" "$exp" "$out"
+  ${config:+--config "$config"} "${nspk[@]}" --command "${command:-$0 $*}" "$exp" "$out"
