@@ -233,3 +233,10 @@ def test_make_report_sh(fixture_exp, root: Path, recipe_env: dict[str, str], tmp
     bad = subprocess.run([str(root / "steps/make_report.sh"), str(tmp_path / "none"), str(tmp_path / "r2")],
                          env=recipe_env, capture_output=True, text=True, cwd=root)
     assert bad.returncode != 0 and "no such exp dir" in bad.stderr
+
+
+def test_log_dates_become_iso(tmp_path: Path) -> None:
+    from sslsv.report.collect import _log_header
+    log = tmp_path / "x.log"
+    log.write_text("# /abs/pyscripts/score_trials.py a 'b c'\n# Started at Thu Nov 26 08:08:15 UTC 2026\n#\n")
+    assert _log_header(log) == (["/abs/pyscripts/score_trials.py", "a", "b c"], "2026-11-26 08:08:15")

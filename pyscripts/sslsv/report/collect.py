@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,15 @@ def _json(path: Path, notes: list[str]) -> dict[str, Any] | None:
         return None
 
 
+def _iso(date: str) -> str:
+    """``date``'s default output (``Thu Nov 26 08:08:15 UTC 2026``) as ``2026-11-26 08:08:15``; other
+    strings unchanged."""
+    try:
+        return datetime.strptime(date, "%a %b %d %H:%M:%S %Z %Y").strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return date
+
+
 def _log_header(log: Path) -> tuple[list[str] | None, str | None]:
     """The command line and start date that run.py writes at the top of a log."""
     if not log.is_file():
@@ -119,7 +129,7 @@ def _log_header(log: Path) -> tuple[list[str] | None, str | None]:
     with open(log, encoding="utf-8", errors="replace") as f:
         for _, line in zip(range(3), f, strict=False):
             if line.startswith("# Started at "):
-                date = line[len("# Started at "):].strip()
+                date = _iso(line[len("# Started at "):].strip())
             elif line.startswith("# ") and cmd is None:
                 try:
                     cmd = shlex.split(line[2:])
