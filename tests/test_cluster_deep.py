@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import completeness_score, fowlkes_mallows_score, homogeneity_score
 from sslsv.cluster import build, method_config, methods
 from sslsv.cluster.deep.estimator import DeepIMClustering
 from sslsv.cluster.deep.model import ClusterMLP, frozen_bn_stats
@@ -63,6 +64,10 @@ def test_evaluation_labels_do_not_change_training() -> None:
     assert np.allclose(a.predict_proba(x), b.predict_proba(x))
     assert "acc" in b.curve_[-1] and "acc" not in a.curve_[-1]
     assert b.curve_[-1]["acc"] == pytest.approx(acc(y, b.labels_))
+    # every supervised metric of Table I is logged per epoch (the report's curves), as scikit-learn has it
+    assert b.curve_[-1]["completeness"] == pytest.approx(completeness_score(y, b.labels_))
+    assert b.curve_[-1]["homogeneity"] == pytest.approx(homogeneity_score(y, b.labels_))
+    assert b.curve_[-1]["fmi"] == pytest.approx(fowlkes_mallows_score(y, b.labels_))
 
 
 def test_camsat_discovers_fewer_clusters_than_imsat_from_4x() -> None:
