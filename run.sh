@@ -9,7 +9,7 @@
 # Every variable in the defaults block below can be set on the command line as --name value.
 set -euo pipefail
 cd "$(dirname "$0")"
-run_command="./run.sh$(printf ' %q' "$@")"   # as typed, for the report to name
+run_command="./run.sh${*:+$(printf ' %q' "$@")}"   # as typed, for the report to name
 
 # ---- defaults -------------------------------------------------------------------------------------
 stage=0                 # first stage to run
