@@ -31,8 +31,8 @@ import yaml
 
 from .tables import DataError
 
-HEAD_NAMES = ("softmax", "am", "cosface", "aam", "ocsoftmax", "adaface")
-MIXUPS = ("none", "imix", "lmix")
+HEAD_NAMES = ("softmax", "am", "cosface", "aam", "ocsoftmax", "adaface")   # sslsv.embed.heads.HEADS, in
+MIXUPS = ("none", "imix", "lmix")                                          # table order, without torch
 INPUT_NORMS = ("config", "l2", "standard", "none")
 _TOP_KEYS = {"description", "embed_config", "cluster_opts", "embed_opts", "supervised", "grids"}
 _GRID_KEYS = {"name", "methods", "multipliers", "input_norms", "heads", "mixups", "supervised"}

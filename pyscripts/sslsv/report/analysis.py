@@ -14,10 +14,11 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from ..cluster.metrics import METRICS
+from ..study import HEAD_NAMES, MIXUPS
 from .collect import ClusterRun, Results, System
 
-HEADS = ("softmax", "am", "cosface", "aam", "ocsoftmax", "adaface")
-REGULARISERS = ("none", "imix", "lmix")
+HEADS = HEAD_NAMES
+REGULARISERS = MIXUPS
 REGULARISER_NAMES = {"none": "No reg.", "imix": "i-mix", "lmix": "l-mix"}
 
 # The splits of seed 001's heatmaps: (figure name, title, [(group label, predicate on the pseudo-label set)])
