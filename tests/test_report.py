@@ -150,6 +150,7 @@ def test_tables_hold_the_fixture_numbers(fixture_exp, tmp_path: Path) -> None:
     missing = _section(text, "What is missing")
     assert "gmm_c6_ecapa_xs_aam_imix1: trained but not scored" in missing
     assert "gmm_c6 / aam / i-mix" in missing and "kmeans_c6 / softmax / No reg." in missing
+    assert "supervised / softmax / No reg." in missing and "supervised / aam / No reg." not in missing
     # provenance: trial list, command (checkout path dropped), date and machine of each number
     prov = _section(text, "Provenance")
     assert "`data/x_test/trials` (1000 trials)" in prov

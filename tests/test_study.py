@@ -48,7 +48,7 @@ grids:
     assert opts[opts.index("--embed-opts") + 1] == "train.epochs=3"
     # the true-label reference rides on the first cell of each (head, regulariser) its grid wants
     sup = [cid for cid, o in plan.items() if o[o.index("--supervised") + 1] == "true"]
-    assert sup == ["kmeans_c10_aam_none"]
+    assert sup == ["kmeans_c10_aam_none"] and st.references() == [("aam", "none")]
     assert "kmeans_c10_adaface_lmix" in plan and "camsat_c10_aam_none" in plan
 
 

@@ -87,6 +87,10 @@ class Study:
             opts += ["--embed-opts", self.embed_opts]
         return opts
 
+    def references(self) -> list[tuple[str, str]]:
+        """The (head, regulariser) pairs whose true-label reference the study trains."""
+        return list(dict.fromkeys((c.head, c.mixup) for c in self.cells if c.supervised))
+
     def planned(self, num_speakers: int) -> list[tuple[str, list[str]]]:
         """Every cell as (cell id, run.sh options), the supervised reference riding on the first cell of
         each (head, regulariser) pair."""

@@ -61,11 +61,13 @@ def _dcf(s: System | None, kind: str = "cosine") -> str:
 
 
 def _study_sets(study: Study | None, n_true: int | None) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """(label set, head, regulariser) of every study cell and the study's label sets."""
+    """(label set, head, regulariser) of every study cell, the true-label references included, and the
+    study's pseudo-label sets."""
     if study is None or not n_true:
         return [], []
     cells = [(c.cluster_tag(n_true), c.head, c.mixup) for c in study.cells]
-    sets = list(dict.fromkeys(t for t, _, _ in cells))
+    cells += [("supervised", h, m) for h, m in study.references()]
+    sets = list(dict.fromkeys(t for t, _, _ in cells if t != "supervised"))
     return cells, sets
 
 
@@ -122,11 +124,12 @@ class Report:
             if not self.n_true:
                 notes.append(f"the study {self.study.path} could not be placed: the number of training "
                              "speakers is unknown")
-            elif not_run:
-                notes.append(f"{len(not_run)} of {len(self.cells)} cells of {self.study.path} not run yet: "
-                             + "; ".join(not_run))
             else:
-                notes.append(f"all {len(self.cells)} cells of {self.study.path} are done")
+                refs = sum(t == "supervised" for t, _, _ in self.cells)
+                what = (f"{len(self.cells) - refs} cells of {self.study.path} and their {refs} true-label "
+                        "references")
+                notes.append(f"{len(not_run)} of the {what} not run yet: " + "; ".join(not_run) if not_run
+                             else f"all {what} are done")
         self.lines += ["## What is missing", ""]
         self.lines += [f"- {n}" for n in notes] if notes else ["- nothing: every stage has results"]
         self.lines.append("")
@@ -208,8 +211,6 @@ class Report:
         sets: set[str] = {s.labels for s in self.res.systems
                           if s.mixup == "none" and s.config == self.ref.config and s.head != self.ref.head}
         sets |= {t for t, h, m in self.cells if m == "none" and h != self.ref.head}
-        if self.cells and any(h != self.ref.head for _, h, m in self.cells if m == "none"):
-            sets.add("supervised")
         rows = sorted(sets - {"supervised"}, key=cluster_order(self.res)) + (
             ["supervised"] if "supervised" in sets else [])
         self._grid_table("Margin-loss table: EER per pseudo-label set and head", rows,
