@@ -140,9 +140,8 @@ def grid(res: Results, ref: Reference, rows: Sequence[str], columns: Sequence[st
     return out
 
 
-def label_sets_with(res: Results, ref: Reference, keep: Callable[[System], bool]) -> list[str]:
-    """Label sets having a system that passes ``keep`` (reference config), the true labels last."""
-    sets = {s.labels for s in res.systems if s.config == ref.config and keep(s)}
+def ordered_sets(res: Results, sets: set[str]) -> list[str]:
+    """Label sets in table order (:func:`cluster_order`), the true labels last."""
     return sorted(sets - {"supervised"}, key=cluster_order(res)) + (["supervised"] if "supervised" in sets
                                                                        else [])
 

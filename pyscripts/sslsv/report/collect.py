@@ -67,10 +67,6 @@ class System:
     machine: str
     command: str | None
 
-    @property
-    def regulariser(self) -> str:
-        return self.mixup
-
 
 @dataclass
 class Baseline:

@@ -23,6 +23,7 @@ from .analysis import (
     critical_r,
     find,
     grid,
+    ordered_sets,
     reference,
 )
 from .collect import Results, System
@@ -211,8 +212,7 @@ class Report:
         sets: set[str] = {s.labels for s in self.res.systems
                           if s.mixup == "none" and s.config == self.ref.config and s.head != self.ref.head}
         sets |= {t for t, h, m in self.cells if m == "none" and h != self.ref.head}
-        rows = sorted(sets - {"supervised"}, key=cluster_order(self.res)) + (
-            ["supervised"] if "supervised" in sets else [])
+        rows = ordered_sets(self.res, sets)
         self._grid_table("Margin-loss table: EER per pseudo-label set and head", rows,
                          heads if len(heads) > 1 else [], "head", {},
                          f"Cosine EER (%) of the {self.ref.config} network, no regulariser; the best of each "
@@ -223,8 +223,7 @@ class Report:
         sets = {s.labels for s in self.res.systems if s.mixup != "none" and s.config == self.ref.config
                 and s.head == self.ref.head}
         sets |= {t for t, h, m in self.cells if m != "none" and h == self.ref.head}
-        rows = sorted(sets - {"supervised"}, key=cluster_order(self.res)) + (
-            ["supervised"] if "supervised" in sets else [])
+        rows = ordered_sets(self.res, sets)
         self._grid_table("Regulariser table: EER with i-mix and l-mix", rows, list(REGULARISERS), "mixup",
                          REGULARISER_NAMES,
                          f"Cosine EER (%) of the {self.ref.config} network with the {self.ref.head} head; "
