@@ -34,7 +34,7 @@ aug_types=noise,babble,reverb   # stage 2: augmentation types (steps/augment_dat
 ivector_config=conf/ivector.yaml   # stages 3-5: UBM / extractor / back-end sizes (VoxCeleb: conf/ivector_voxceleb.yaml)
 cluster_method=camsat   # stage 6: conf/cluster/<method>.yaml (pyscripts/cluster.py --list)
 cluster_config=         # stage 6: a config file instead of conf/cluster/<method>.yaml
-cluster_opts=           # stage 6: parameter overrides, e.g. "epochs=50 batch_size=4096"
+cluster_opts=           # stage 6: parameter overrides, e.g. "steps=1000 n_init=3"
 num_clusters=           # stage 6: C (default: the number of training speakers, as the papers' C = 5994)
 cluster_tag=            # stages 6-9: name of the pseudo-label set (default <method>_c<C>)
 cluster_views=true      # stage 6: give the method the augmented-audio i-vectors of stage 5 as views

@@ -24,7 +24,7 @@ Options:
   --methods 'M1 M2 ...'     [$methods]
   --multipliers 'F1 F2 ...' C = F x the number of training speakers [$multipliers]
   --data DIR [$data]  --exp DIR [exp/<name>]  --device D [$device]  --seed N [$seed]
-  --set-opts 'K=V ...'      parameter overrides for every method (e.g. epochs=50)"
+  --set-opts 'K=V ...'      parameter overrides for every method (e.g. steps=1000)"
 . ./path.sh
 . utils/parse_options.sh
 [ $# -eq 1 ] || { printf '%s\n' "$help_message" >&2; exit 1; }

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from .cluster.registry import resolved_config
 from .tables import DataError
 
 HEAD_NAMES = ("softmax", "am", "cosface", "aam", "ocsoftmax", "adaface")   # sslsv.embed.heads.HEADS, in
@@ -109,7 +110,7 @@ def _config_norm(conf_dir: Path, method: str, where: str) -> str:
     if not f.is_file():
         known = " ".join(sorted(p.stem for p in conf_dir.glob("*.yaml")))
         raise DataError(f"{where}: no clustering method {method!r} ({f} missing; known: {known})")
-    cfg = yaml.safe_load(f.read_text()) or {}
+    cfg = resolved_config(f)
     if "n_clusters" not in (cfg.get("params") or {}):
         raise DataError(f"{where}: {method!r} chooses its own number of clusters; run it with "
                         "local/cluster_sweep.sh, not in a study grid")

@@ -79,17 +79,47 @@ def method_config(method: str, conf_dir: str | os.PathLike = CONF_DIR,
     return p
 
 
+TOP_KEYS = ("base", "estimator", "input_norm", "params", "description")
+
+
+def resolved_config(config: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A method config with its ``base:`` files merged in: ``base`` names other config files (relative to
+    this one's folder), read first and in order; this file's top-level keys win, and its ``params`` update
+    theirs key by key. So ``cimc_paper.yaml`` is ``base: [cimc.yaml, schedule/paper.yaml]``."""
+    path = Path(config).resolve()
+    if path in _seen:
+        raise DataError(f"{config}: 'base' includes itself ({' -> '.join(map(str, (*_seen, path)))})")
+    cfg = load_config(path)
+    unknown = set(cfg) - set(TOP_KEYS)
+    if unknown:
+        raise DataError(f"{config}: unknown top-level key(s) {sorted(unknown)} "
+                        f"(known: {', '.join(TOP_KEYS)})")
+    bases = cfg.pop("base", []) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict[str, Any] = {}
+    for b in bases:
+        bp = path.parent / str(b)
+        if not bp.is_file():
+            raise DataError(f"{config}: base file {b!r} not found (looked for {bp})")
+        sub = resolved_config(bp, (*_seen, path))
+        params = {**merged.get("params", {}), **(sub.pop("params", None) or {})}
+        merged.update(sub)
+        merged["params"] = params
+    params = {**merged.get("params", {}), **(cfg.pop("params", None) or {})}
+    merged.update(cfg)
+    if params:
+        merged["params"] = params
+    return merged
+
+
 def build(config: str | os.PathLike, overrides: Iterable[str] = (),
           n_clusters: int | None = None) -> tuple[Any, dict[str, Any]]:
     """Build the estimator a config file describes. ``overrides`` are ``key=value`` strings for the
     ``params`` section (or ``input_norm=...``); ``n_clusters`` overrides the number of clusters of
     methods that take one. Returns the estimator and the resolved settings
     (``{"estimator", "input_norm", "params"}``) for logging."""
-    cfg = load_config(config)
-    unknown = set(cfg) - {"estimator", "input_norm", "params", "description"}
-    if unknown:
-        raise DataError(f"{config}: unknown top-level key(s) {sorted(unknown)} "
-                        "(known: estimator, input_norm, params, description)")
+    cfg = resolved_config(config)
     if "estimator" not in cfg:
         raise DataError(f"{config}: no 'estimator:' (one of {', '.join(estimators())})")
     cls = estimator_class(str(cfg["estimator"]))
@@ -104,7 +134,7 @@ def build(config: str | os.PathLike, overrides: Iterable[str] = (),
             rest.append(o)
     if input_norm not in INPUT_NORMS:
         raise DataError(f"{config}: input_norm {input_norm!r} is not one of {', '.join(INPUT_NORMS)}")
-    params = section(config, "params", cls().get_params(deep=False), rest)
+    params = section(config, "params", cls().get_params(deep=False), rest, config=cfg)
     if n_clusters is not None:
         if "n_clusters" not in params:
             raise DataError(f"{config}: estimator {cls.registry_name!r} finds the number of clusters "

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..config import load_config
+from ..config import load_config, typed
 from ..tables import DataError
 
 # Defaults of the sections checked here (NNET.md §2, §4, §8.1).
@@ -73,6 +73,8 @@ def _set(cfg: dict[str, dict[str, Any]], key: str, value: Any, src: str) -> None
         raise DataError(f"{src}: unknown section '{sec}' (known: {', '.join(SECTIONS)})")
     if sec in DEFAULTS and name not in DEFAULTS[sec]:
         raise DataError(f"{src}: unknown option '{sec}.{name}' (known: {', '.join(sorted(DEFAULTS[sec]))})")
+    if sec in DEFAULTS:
+        value = typed(value, DEFAULTS[sec][name], f"{src}: {sec}.{name}")
     cfg.setdefault(sec, {})[name] = value
 
 

@@ -44,6 +44,7 @@ import copy
 import hashlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,22 @@ from ..registry import register
 from . import losses
 from .knn import kth_neighbor_distance
 from .model import ClusterMLP, frozen_bn_stats, parse_hidden
+from .schedule import Schedule, auto_hidden, auto_vat_k, plan
 from .views import IvectorAugment
+
+_OBJECTIVE_SEED = 20261204     # the fixed draws of the restart criterion (any constant; shared by all runs)
+
+
+@dataclass
+class _Data:
+    """What every training run and the objective read: inputs, neighbour distances, views, VAT ξ."""
+
+    x: torch.Tensor
+    delta: torch.Tensor
+    views: torch.Tensor | None
+    xi: float
+    augment: IvectorAugment
+
 
 TERMS = ("vat", "cond_ent", "marg_ent", "mixup", "supcon", "aug", "symmetry", "info_nce",
          "vicreg_inv", "vicreg_var", "vicreg_cov")
@@ -67,10 +83,10 @@ TERMS = ("vat", "cond_ent", "marg_ent", "mixup", "supcon", "aug", "symmetry", "i
 class DeepIMClustering(ClusterMixin, BaseEstimator):
     """IMSAT-family clustering network (see the module docstring for the objective)."""
 
-    def __init__(self, n_clusters: int = 100, hidden: str = "1200-1200", hidden_init_scale: float = 0.1,
+    def __init__(self, n_clusters: int = 100, hidden: str = "auto", hidden_init_scale: float = 0.1,
                  out_init_scale: float = 1.0,
                  lam: float = 0.5, mu: float = 3.5, im_weight: float = 1.0,
-                 vat_weight: float = 1.0, vat_eps: float = 0.25, vat_xi: float = 0.1, vat_k: int = 10,
+                 vat_weight: float = 1.0, vat_eps: float = 0.25, vat_xi: float = 0.1, vat_k: int | str = 10,
                  vat_power: int = 1, vat_knn_off_by_one: bool = False,
                  mixup_weight: float = 0.0, mixup_alpha: float = 1.0,
                  supcon_weight: float = 0.0, supcon_temperature: float = 0.07,
@@ -82,9 +98,10 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                  views_source: str = "auto", n_views: int = 2, view_augment: str = "noise,mask,scale",
                  view_noise_scale: float = 0.25, view_mask_prob: float = 0.1,
                  view_scale_range: float = 0.1,
-                 optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, lr_decay: float = 0.996,
-                 weight_decay: float = 0.0, grad_clip: float = 0.0, batch_size: int = 10240,
-                 epochs: int = 150,
+                 optimizer: str = "adam", lr: float = 0.002, momentum: float = 0.9, lr_decay: float = 0.996,
+                 lr_final: float = 0.1, weight_decay: float = 0.0, grad_clip: float = 0.0,
+                 steps: int = 3000, epochs: int = 150, batch_size: int = 10240, min_batch_size: int = 64,
+                 batches_per_epoch: int = 8, n_init: int = 1, num_threads: int = 1,
                  eval_metrics: str = "acc,ami,nmi,completeness,homogeneity,fmi,purity",
                  device: str = "auto", random_state: int = 0,
                  checkpoint_dir: str | None = None, verbose: bool = True) -> None:
@@ -125,10 +142,16 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         self.lr = lr
         self.momentum = momentum
         self.lr_decay = lr_decay
+        self.lr_final = lr_final
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
-        self.batch_size = batch_size
+        self.steps = steps
         self.epochs = epochs
+        self.batch_size = batch_size
+        self.min_batch_size = min_batch_size
+        self.batches_per_epoch = batches_per_epoch
+        self.n_init = n_init
+        self.num_threads = num_threads
         self.eval_metrics = eval_metrics
         self.device = device
         self.random_state = random_state
@@ -148,8 +171,14 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
             raise DataError(f"views_source must be auto, audio or ivector, got {self.views_source!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise DataError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise DataError("epochs must be >= 1 and batch_size >= 2")
+        if self.n_init < 1 or self.num_threads < 0:
+            raise DataError(f"n_init must be >= 1 and num_threads >= 0 "
+                            f"(got {self.n_init}, {self.num_threads})")
+        if str(self.vat_k) != "auto" and int(self.vat_k) < 1:
+            raise DataError(f"vat_k must be 'auto' or >= 1, got {self.vat_k!r}")
+        if str(self.hidden) != "auto":
+            parse_hidden(self.hidden)
+        self.schedule(10_000)            # checks the schedule parameters
         weights = [self.vat_weight, self.im_weight, self.mixup_weight, self.supcon_weight,
                    self.aug_weight, self.symmetry_weight, self.info_nce_weight, self.vicreg_inv_weight,
                    self.vicreg_var_weight, self.vicreg_cov_weight]
@@ -158,16 +187,37 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
+    def schedule(self, n: int) -> Schedule:
+        """The training schedule for N vectors (batch, epochs, steps, learning rates)."""
+        return plan(n, steps=int(self.steps), epochs=int(self.epochs), batch_size=int(self.batch_size),
+                    min_batch_size=int(self.min_batch_size), batches_per_epoch=int(self.batches_per_epoch),
+                    lr=float(self.lr), lr_decay=float(self.lr_decay), lr_final=float(self.lr_final))
+
+    def hidden_layers(self, n: int) -> list[int]:
+        """Hidden widths for N vectors: ``hidden`` as given, or the head rule for ``auto``."""
+        h = auto_hidden(n, self.n_clusters) if str(self.hidden) == "auto" else self.hidden
+        return parse_hidden(h)
+
+    def neighbour_k(self, n: int) -> int:
+        """The neighbour rank k of the VAT radius for N vectors (``vat_k`` or the ``auto`` rule)."""
+        k = auto_vat_k(n, self.n_clusters) if str(self.vat_k) == "auto" else int(self.vat_k)
+        return min(k, n - 1 - int(self.vat_knn_off_by_one))
+
     def fit(self, X: np.ndarray, y: Any = None, *, views: np.ndarray | None = None,
             eval_labels: Any = None) -> DeepIMClustering:
         """Train on ``X`` (N, d), already normalised. ``y`` is ignored (unsupervised). ``views``
         (V, N, d): augmented copies of every row (CAMSAT's views from augmented audio). ``eval_labels``:
-        true labels used only for the evaluation columns of the curve."""
+        true labels used only for the evaluation columns of the curve.
+
+        With ``n_init`` > 1 the network is trained from ``n_init`` seeds (``random_state`` + i) and the run
+        with the lowest unsupervised objective (:meth:`objective`) is kept, as k-means keeps the run of
+        lowest inertia; the true labels play no part in the choice."""
         self._check()
         X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = X.shape
         if n < 2:
             raise DataError("need at least 2 vectors to cluster")
+        sched = self.schedule(n)
         dev = resolve_device(self.device)
         use_audio_views = self._uses_views() and views is not None and self.views_source in ("auto", "audio")
         if self._uses_views() and self.views_source == "audio" and views is None:
@@ -175,36 +225,80 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         if views is not None and (views.ndim != 3 or views.shape[1:] != X.shape):
             raise DataError(f"views must be (V, {n}, {d}), got {views.shape}")
         self.views_used_ = ("audio" if use_audio_views else "ivector") if self._uses_views() else "none"
+        self.schedule_ = sched
+        self.hidden_ = "-".join(map(str, self.hidden_layers(n))) or "linear"
+        self.vat_k_ = self.neighbour_k(n)
+        self._log(f"{n} vectors, {self.n_clusters} clusters: head {d}-{self.hidden_}-{self.n_clusters}, "
+                  f"{sched.steps} steps of batch {sched.batch_size} ({sched.epochs} epochs), "
+                  f"{self.optimizer} lr {sched.lr:g}, VAT k {self.vat_k_}, {self.n_init} run(s)")
 
-        torch.manual_seed(self.random_state)
-        gen_cpu = torch.Generator().manual_seed(self.random_state)
-        gen_dev = torch.Generator(device=dev).manual_seed(self.random_state + 1)
-        model = ClusterMLP(d, self.n_clusters, parse_hidden(self.hidden), self.hidden_init_scale,
+        ckpt_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else None
+        threads = torch.get_num_threads()
+        if dev.type == "cpu" and self.num_threads > 0:
+            torch.set_num_threads(int(self.num_threads))
+        try:
+            delta = self._neighbour_distances(X, dev, ckpt_dir)
+            self.knn_distance_median_ = float(np.median(delta))
+            Xt = torch.from_numpy(X).to(dev)
+            Vt = (torch.from_numpy(np.ascontiguousarray(views, dtype=np.float32)).to(dev) if use_audio_views
+                  else None)
+            dt = torch.from_numpy(delta.astype(np.float32)).to(dev)
+            data = _Data(Xt, dt, Vt, self.vat_xi * self.knn_distance_median_, self._augment(X))
+            runs = []
+            for i in range(int(self.n_init)):
+                seed = int(self.random_state) + i
+                run_dir = ckpt_dir / f"run{i}" if ckpt_dir is not None else None
+                fingerprint = _fingerprint(X, dict(self.get_params(), random_state=seed),
+                                           views if use_audio_views else None)
+                model, curve = self._train(data, sched, seed, run_dir, fingerprint, eval_labels, i)
+                objective = self.objective(model, data, sched)
+                runs.append({"seed": seed, "objective": objective, "curve": curve, "model": model,
+                             "num_clusters": curve[-1]["num_clusters"]})
+                if self.n_init > 1:
+                    self._log(f"run {i + 1}/{self.n_init} (seed {seed}): objective {objective:.5f}, "
+                              f"{curve[-1]['num_clusters']} clusters")
+        finally:
+            torch.set_num_threads(threads)
+        best = min(range(len(runs)), key=lambda i: (runs[i]["objective"], i))
+        self.runs_ = [{k: r[k] for k in ("seed", "objective", "num_clusters")} for r in runs]
+        self.best_run_ = best
+        model = runs[best]["model"]
+        self.model_ = model.eval()
+        self.device_ = dev
+        self.curve_ = runs[best]["curve"]
+        self.objective_ = runs[best]["objective"]
+        self.labels_ = self._predict_t(model, data.x)
+        self.n_features_in_ = d
+        return self
+
+    def _augment(self, X: np.ndarray) -> IvectorAugment:
+        return IvectorAugment(types=[t for t in self.view_augment.split(",") if t],
+                              noise_scale=self.view_noise_scale, mask_prob=self.view_mask_prob,
+                              scale_range=self.view_scale_range,
+                              renormalize=bool(np.allclose(np.linalg.norm(X[:100], axis=1), 1, atol=1e-3)))
+
+    def _train(self, data: _Data, sched: Schedule, seed: int, ckpt_dir: Path | None, fingerprint: str,
+               eval_labels: Any, run: int) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+        """One training run from ``seed``; resumes from (and checkpoints to) ``ckpt_dir/last.pt``."""
+        dev = data.x.device
+        n, d = data.x.shape
+        torch.manual_seed(seed)
+        gen_cpu = torch.Generator().manual_seed(seed)
+        gen_dev = torch.Generator(device=dev).manual_seed(seed + 1)
+        model = ClusterMLP(d, self.n_clusters, self.hidden_layers(n), self.hidden_init_scale,
                            self.out_init_scale).to(dev)
         if self.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
-                model.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+                model.parameters(), lr=sched.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         else:
-            opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-        ckpt_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else None
-        fingerprint = _fingerprint(X, self.get_params(), views if use_audio_views else None)
-        delta = self._neighbour_distances(X, dev, ckpt_dir)
-        self.knn_distance_median_ = float(np.median(delta))
-        xi = self.vat_xi * self.knn_distance_median_
-        augment = IvectorAugment(types=[t for t in self.view_augment.split(",") if t],
-                                 noise_scale=self.view_noise_scale, mask_prob=self.view_mask_prob,
-                                 scale_range=self.view_scale_range,
-                                 renormalize=bool(np.allclose(np.linalg.norm(X[:100], axis=1), 1, atol=1e-3)))
+            opt = torch.optim.Adam(model.parameters(), lr=sched.lr, weight_decay=self.weight_decay)
 
         curve: list[dict[str, float]] = []
         start = 0
-        if ckpt_dir is not None and (ckpt_dir / "last.pt").is_file():
-            state = torch.load(ckpt_dir / "last.pt", map_location=dev, weights_only=False)
-        else:
-            state = None
+        ckpt = ckpt_dir / "last.pt" if ckpt_dir is not None else None
+        state = torch.load(ckpt, map_location=dev, weights_only=False) if ckpt and ckpt.is_file() else None
         if state is not None and state["fingerprint"] != fingerprint:
-            self._log(f"{ckpt_dir / 'last.pt'} is a checkpoint of other data or options; starting afresh")
+            self._log(f"{ckpt} is a checkpoint of other data or options; starting afresh")
             state = None
         if state is not None:
             model.load_state_dict(state["model"])
@@ -213,33 +307,24 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
             gen_dev.set_state(state["gen_dev"])
             curve = state["curve"]
             start = state["epoch"]
-            self._log(f"resuming from {ckpt_dir / 'last.pt'} after epoch {start}")
+            if start < sched.epochs:
+                self._log(f"resuming from {ckpt} after epoch {start} of {sched.epochs}")
 
-        Xt = torch.from_numpy(X).to(dev)
-        Vt = (torch.from_numpy(np.ascontiguousarray(views, dtype=np.float32)).to(dev) if use_audio_views
-              else None)
-        dt = torch.from_numpy(delta.astype(np.float32)).to(dev)
-        bs = min(self.batch_size, n)
-        n_batches = max(1, n // bs)   # the remainder of the permutation is dropped (full batches only)
-        for epoch in range(start, self.epochs):
-            lr = self.lr * self.lr_decay ** epoch
-            for g in opt.param_groups:
-                g["lr"] = lr
+        bs = sched.batch_size
+        for epoch in range(start, sched.epochs):
+            first = epoch * sched.batches_per_epoch
+            n_batches = min(sched.batches_per_epoch, sched.steps - first)
             t0 = time.time()
             model.train()
             perm = torch.randperm(n, generator=gen_cpu).to(dev)
             sums = dict.fromkeys(("total", *TERMS), 0.0)
             for b in range(n_batches):
+                lr = sched.lr_at(first + b)
+                for g in opt.param_groups:
+                    g["lr"] = lr
                 idx = perm[b * bs:(b + 1) * bs]
-                x = Xt[idx]
-                xviews = None
-                if self._uses_views():
-                    if Vt is not None:
-                        pick = torch.randperm(Vt.shape[0], generator=gen_cpu)[:self.n_views].to(dev)
-                        xviews = [Vt[v][idx] for v in pick]
-                    else:
-                        xviews = augment.views(x, dt[idx], self.n_views, gen_dev)
-                loss, terms = self._batch_loss(model, x, dt[idx], xi, xviews, gen_dev)
+                loss, terms = self._batch_loss(model, data.x[idx], data.delta[idx], data.xi,
+                                               self._views(data, idx, gen_cpu, gen_dev), gen_dev)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"epoch {epoch + 1}: loss became {loss.item()} ({terms})")
                 opt.zero_grad(set_to_none=True)
@@ -250,9 +335,9 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                 sums["total"] += loss.item()
                 for k, v in terms.items():
                     sums[k] += v
-            row: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
+            row: dict[str, float] = {"epoch": epoch + 1, "step": first + n_batches, "lr": lr}
             row.update({k: v / n_batches for k, v in sums.items()})
-            labels = self._predict_t(model, Xt)
+            labels = self._predict_t(model, data.x)
             row["num_clusters"] = int(np.unique(labels).size)
             if eval_labels is not None and self.eval_metrics:
                 from ..metrics import clustering_metrics
@@ -262,26 +347,57 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                             if k in names})
             row["seconds"] = time.time() - t0
             curve.append(row)
-            self._log(_fmt_row(row, self.epochs))
-            if ckpt_dir is not None:
-                ckpt_dir.mkdir(parents=True, exist_ok=True)
-                with atomic_path(ckpt_dir / "last.pt") as tmp:
+            if ckpt is not None:
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(ckpt) as tmp:
                     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "gen_cpu": gen_cpu.get_state(), "gen_dev": gen_dev.get_state().cpu(),
                                 "epoch": epoch + 1, "curve": curve, "fingerprint": fingerprint}, tmp)
+            if self._log_epoch(epoch + 1, sched.epochs):
+                self._log(_fmt_row(row, sched.epochs, run, self.n_init))
+        return model, curve
 
-        self.model_ = model.eval()
-        self.device_ = dev
-        self.curve_ = curve
-        self.labels_ = self._predict_t(model, Xt)
-        self.n_features_in_ = d
-        return self
+    def _views(self, data: _Data, idx: torch.Tensor, gen_cpu: torch.Generator, gen_dev: torch.Generator
+               ) -> list[torch.Tensor] | None:
+        """The augmented views of the batch ``idx`` (None when no term uses views)."""
+        if not self._uses_views():
+            return None
+        if data.views is not None:
+            pick = torch.randperm(data.views.shape[0], generator=gen_cpu)[:self.n_views].to(idx.device)
+            return [data.views[v][idx] for v in pick]
+        return data.augment.views(data.x[idx], data.delta[idx], self.n_views, gen_dev)
+
+    def objective(self, model: torch.nn.Module, data: _Data, sched: Schedule) -> float:
+        """The training loss on the whole data set, the criterion that picks among restarts: the mean of
+        the per-batch objective over one pass in batches of the training size, with the batch order and
+        every random draw (VAT directions, mixup, views) fixed by one seed shared by all runs, batch norm
+        normalising with batch statistics without updating its averages, and no parameter update."""
+        n = len(data.x)
+        gen_cpu = torch.Generator().manual_seed(_OBJECTIVE_SEED)
+        gen_dev = torch.Generator(device=data.x.device).manual_seed(_OBJECTIVE_SEED)
+        perm = torch.randperm(n, generator=gen_cpu).to(data.x.device)
+        bs = sched.batch_size
+        total = 0.0
+        model.train()
+        with frozen_bn_stats(model):
+            for b in range(max(1, n // bs)):
+                idx = perm[b * bs:(b + 1) * bs]
+                loss, _ = self._batch_loss(model, data.x[idx], data.delta[idx], data.xi,
+                                           self._views(data, idx, gen_cpu, gen_dev), gen_dev)
+                total += float(loss.detach())
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        return total / max(1, n // bs)
+
+    def _log_epoch(self, epoch: int, epochs: int) -> bool:
+        every = max(1, epochs // 50)     # about 50 progress lines per run
+        return epoch == 1 or epoch == epochs or epoch % every == 0
 
     def _neighbour_distances(self, X: np.ndarray, dev: torch.device, ckpt_dir: Path | None) -> np.ndarray:
         need = self.vat_weight > 0 or (self._uses_views() and "noise" in self.view_augment)
         if not need:
             return np.ones(len(X), dtype=np.float64)
-        k = min(self.vat_k, len(X) - 1 - int(self.vat_knn_off_by_one))
+        k = self.vat_k_
         cache = (ckpt_dir / f"knn{k}{'_imsat' if self.vat_knn_off_by_one else ''}.npy") if ckpt_dir else None
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -385,14 +501,15 @@ def _fingerprint(X: np.ndarray, params: dict[str, Any], views: np.ndarray | None
     if views is not None:
         h.update(np.ascontiguousarray(views[:, :: max(1, views.shape[1] // 1024)]).tobytes())
     p = copy.deepcopy(params)
-    for k in ("checkpoint_dir", "verbose", "device", "eval_metrics", "epochs"):
+    for k in ("checkpoint_dir", "verbose", "device", "eval_metrics"):
         p.pop(k, None)
     h.update(repr(sorted(p.items())).encode())
     return h.hexdigest()
 
 
-def _fmt_row(row: dict[str, float], epochs: int) -> str:
-    parts = [f"epoch {int(row['epoch'])}/{epochs}", f"loss {row['total']:.4f}"]
+def _fmt_row(row: dict[str, float], epochs: int, run: int = 0, n_init: int = 1) -> str:
+    parts = ([f"run {run + 1}/{n_init}"] if n_init > 1 else []) + [
+        f"epoch {int(row['epoch'])}/{epochs}", f"step {int(row['step'])}", f"loss {row['total']:.4f}"]
     parts += [f"{k} {row[k]:.4f}" for k in TERMS if row.get(k)]
     parts.append(f"clusters {row['num_clusters']}")
     parts += [f"{k} {row[k]:.3f}" for k in ("acc", "nmi", "ami") if k in row]

@@ -16,12 +16,23 @@ from torch import nn
 
 
 def parse_hidden(hidden: str | int | Sequence[int]) -> list[int]:
-    """Hidden widths from ``"1200-1200"`` (IMSAT's ``--hidden_list``), an int or a list."""
+    """Hidden widths from ``"1200-1200"`` (IMSAT's ``--hidden_list``), an int or a list; ``""``,
+    ``"linear"``, ``"none"`` or 0 give no hidden layer (a linear head)."""
     if isinstance(hidden, int):
-        return [hidden]
+        return [hidden] if hidden > 0 else []
     if isinstance(hidden, str):
-        return [int(h) for h in hidden.replace(",", "-").split("-") if h.strip()]
-    return [int(h) for h in hidden]
+        if hidden.strip().lower() in ("", "linear", "none", "0"):
+            return []
+        try:
+            widths = [int(h) for h in hidden.replace(",", "-").split("-") if h.strip()]
+        except ValueError:
+            raise ValueError(f"hidden must be widths like '1200-1200', 'linear' or 'auto', got {hidden!r}"
+                             ) from None
+    else:
+        widths = [int(h) for h in hidden]
+    if any(w < 1 for w in widths):
+        raise ValueError(f"hidden widths must be >= 1, got {hidden!r}")
+    return widths
 
 
 class ClusterMLP(nn.Module):

@@ -1,0 +1,84 @@
+"""How long, with which batches and with how big a network the deep clustering methods train, as pure
+functions of the data size N and the number of clusters C (docs/clustering.md, "Training schedule").
+
+The papers fix an epoch count for 1.09 M VoxCeleb2 i-vectors: 150 epochs of batches of 10,240, about
+16,000 optimiser steps. Copied in epochs to 2,000 vectors, the same setting is 150 steps (one batch per
+epoch), too few for any head to leave its initial state. The default schedule therefore fixes the number
+of **optimiser steps**; the batch follows N (at least ``batches_per_epoch`` batches per pass, at least
+``min_batch_size`` vectors, at most ``batch_size``) and the number of epochs follows from both. The papers'
+setting is the special case ``steps: 0`` (train ``epochs`` epochs) with ``batches_per_epoch: 1`` (one batch
+of min(10,240, N) when N is small), as ``conf/cluster/schedule/paper.yaml`` sets it.
+
+Learning rate: in the papers' epoch mode ``lr · lr_decay^epoch`` (0.01 × 0.996 per epoch); in step mode a
+per-step exponential decay from ``lr`` to ``lr · lr_final`` over the run, so the decay per step is fixed by
+the config whatever N is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...tables import DataError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A resolved training schedule: ``epochs`` passes of ``batches_per_epoch`` full batches of
+    ``batch_size`` vectors (the remainder of each permutation is dropped), ``steps`` optimiser steps."""
+
+    batch_size: int
+    batches_per_epoch: int
+    epochs: int
+    steps: int
+    lr: float
+    lr_decay: float     # per epoch (epoch mode); 1.0 in step mode
+    lr_final: float     # fraction of lr at the last step (step mode); 1.0 in epoch mode
+    by_steps: bool
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based)."""
+        if self.by_steps:
+            return self.lr * self.lr_final ** (step / max(1, self.steps - 1))
+        return self.lr * self.lr_decay ** (step // self.batches_per_epoch)
+
+
+def plan(n: int, *, steps: int, epochs: int, batch_size: int, min_batch_size: int, batches_per_epoch: int,
+         lr: float, lr_decay: float, lr_final: float) -> Schedule:
+    """The schedule for N vectors.
+
+    batch = min(batch_size, N, max(min_batch_size, N // batches_per_epoch)); with ``steps`` > 0 the run has
+    exactly ``steps`` optimiser steps (the last epoch may be partial), otherwise ``epochs`` full epochs.
+    """
+    if n < 2:
+        raise DataError(f"need at least 2 vectors to cluster, got {n}")
+    if steps < 0 or (steps == 0 and epochs < 1):
+        raise DataError(f"steps must be > 0, or 0 with epochs >= 1 (got steps={steps}, epochs={epochs})")
+    if batch_size < 2 or min_batch_size < 2 or batches_per_epoch < 1:
+        raise DataError("batch_size and min_batch_size must be >= 2 and batches_per_epoch >= 1")
+    bs = min(batch_size, n, max(min_batch_size, n // batches_per_epoch))
+    per_epoch = max(1, n // bs)
+    if steps > 0:
+        return Schedule(bs, per_epoch, math.ceil(steps / per_epoch), steps, lr, 1.0, lr_final, True)
+    return Schedule(bs, per_epoch, epochs, epochs * per_epoch, lr, lr_decay, 1.0, False)
+
+
+# The head rule (docs/clustering.md, "Head capacity"): measured on the speechocean762 and demo i-vectors
+# and on the simulator. A hidden layer pays only when there are many vectors per cluster to constrain it.
+HEAD_RULE = ((100_000, 100, "1200-1200"), (20_000, 50, "512"))
+
+
+def auto_hidden(n: int, n_clusters: int) -> str:
+    """The hidden layers ``hidden: auto`` resolves to for N vectors and C clusters: the first row of
+    :data:`HEAD_RULE` whose minimum N and minimum N / C both hold, else a linear head (``""``)."""
+    for min_n, min_per_cluster, hidden in HEAD_RULE:
+        if n >= min_n and n / n_clusters >= min_per_cluster:
+            return hidden
+    return ""
+
+
+def auto_vat_k(n: int, n_clusters: int) -> int:
+    """``vat_k: auto``: half the mean cluster size N / C, at least 1 and at most N − 1, so that the VAT
+    radius (``vat_eps`` × the k-th neighbour distance) follows the spacing of same-cluster points rather
+    than a fixed neighbour count."""
+    return int(min(n - 1, max(1, round(0.5 * n / n_clusters))))
