@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Benchmark of the deep clustering estimator (IMSAT / CIMC / CAMSAT) on synthetic i-vectors.
+"""Benchmark of the deep clustering estimator (IMSAT / CIMC / CAMSAT) at a stated size.
 
-Measures, at a stated size (N vectors of dimension d, C clusters, hidden widths S-S, batch B), for each
-method: the one-off k-th neighbour distance computation of VAT, then the wall time of each training
-epoch (steady state: the mean over epochs after the first), vectors per second, and peak memory (process
-RSS; on CUDA also torch's peak allocated). CAMSAT gets two i-vector-space views per batch, as in the
-recipe when no augmented-audio i-vectors exist. The paper's setting is N = 1.09 M, d = 400, C = 10,000,
-S = 1200 (IMSAT's default; the CIMC paper states S = 20,800), B = 10,240, 150 epochs.
+Measures, for each method config (the project's step schedule, or the papers' setting with ``--paper``):
+the one-off k-th neighbour distance computation of VAT, then the training speed over ``--steps``
+optimiser steps (steps/s and vectors/s, the first epoch excluded where there are several), the time the
+config's full schedule takes at that speed, and peak memory (process RSS; on CUDA also torch's peak
+allocated). Data: the VoxCeleb2-shaped simulator (``--sim-model``, a model fitted by
+local/simulate_ivectors.py) or, without one, synthetic unit-norm vectors around random directions.
+CAMSAT gets two views per batch (the simulator's augmented copies, or i-vector-space views).
 
-Usage: python bench/bench_cluster_deep.py [--n 100000] [--dim 400] [--clusters 5000] [--hidden 1200-1200]
-           [--batch 10240] [--epochs 3] [--methods cimc,camsat] [--device cpu|cuda]
+Usage: python bench/bench_cluster_deep.py [--n 100000] [--clusters 5000] [--sim-model model.npz]
+           [--utts-per-speaker 20] [--steps 200] [--methods imsat,cimc,camsat] [--paper] [--device cpu]
+The papers' own size: --n 1092009 --dim 400 --clusters 10000 --paper (a GPU job).
 """
 from __future__ import annotations
 
@@ -43,41 +45,63 @@ def synthetic_ivectors(n: int, d: int, speakers: int, seed: int = 0) -> np.ndarr
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--dim", type=int, default=400)
+    ap.add_argument("--dim", type=int, default=400, help="dimension of synthetic data [400]")
     ap.add_argument("--clusters", type=int, default=5000)
-    ap.add_argument("--speakers", type=int, default=None, help="true speakers of the data [clusters]")
-    ap.add_argument("--hidden", default="1200-1200")
-    ap.add_argument("--batch", type=int, default=10240)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--methods", default="cimc,camsat")
+    ap.add_argument("--sim-model", help="simulator model (.npz); data: N / utts-per-speaker speakers")
+    ap.add_argument("--utts-per-speaker", type=float, default=20.0)
+    ap.add_argument("--steps", type=int, default=200, help="optimiser steps timed [200]")
+    ap.add_argument("--methods", default="imsat,cimc,camsat")
+    ap.add_argument("--paper", action="store_true", help="the <method>_paper configs")
+    ap.add_argument("--set", action="append", default=[], help="extra key=value for every method")
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
 
     print(f"machine: {machine()}; device {a.device}"
           + (f" ({torch.cuda.get_device_name()})" if a.device.startswith("cuda") else ""))
-    print(f"size: N={a.n} d={a.dim} C={a.clusters} hidden={a.hidden} batch={a.batch} epochs={a.epochs}")
-    x = synthetic_ivectors(a.n, a.dim, a.speakers or a.clusters)
+    views = None
+    if a.sim_model:
+        from sslsv.simulate import SimModel, sample
+
+        spk = max(2, round(a.n / a.utts_per_speaker))
+        t0 = time.perf_counter()
+        corpus = sample(SimModel.load(a.sim_model), num_speakers=spk, utts_per_speaker=a.utts_per_speaker,
+                        sessions_per_speaker=max(1.0, a.utts_per_speaker / 7.5), seed=0)
+        x = corpus.vectors / np.linalg.norm(corpus.vectors, axis=1, keepdims=True)
+        if corpus.views is not None:
+            views = corpus.views / np.linalg.norm(corpus.views, axis=2, keepdims=True)
+        print(f"data: simulator {a.sim_model}, {spk} speakers, {len(x)} vectors of dim {x.shape[1]} "
+              f"({time.perf_counter() - t0:.1f} s)")
+    else:
+        x = synthetic_ivectors(a.n, a.dim, a.clusters)
+        print(f"data: synthetic, {len(x)} vectors of dim {x.shape[1]}")
+    n = len(x)
     t0 = time.perf_counter()
     kth_neighbor_distance(x, k=10, device=a.device)
     knn_s = time.perf_counter() - t0
-    print(f"knn (10th neighbour, exact, chunked): {knn_s:.1f} s ({a.n / knn_s:,.0f} vectors/s), "
+    print(f"knn (10th neighbour, exact, chunked): {knn_s:.1f} s ({n / knn_s:,.0f} vectors/s), "
           f"peak RSS {rss_mib():,.0f} MiB")
     for m in a.methods.split(","):
-        est, _ = build(method_config(m), [f"hidden={a.hidden}", f"batch_size={a.batch}", f"epochs={a.epochs}",
-                                          f"device={a.device}", "verbose=false", "vat_k=10"],
+        name = f"{m}_paper" if a.paper else m
+        est, _ = build(method_config(name), [f"device={a.device}", "verbose=false", *a.set],
                        n_clusters=a.clusters)
+        full = est.schedule(n)
+        est.set_params(steps=a.steps)
+        sched = est.schedule(n)
         if a.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        est.fit(x)
+        est.fit(x, views=views)
         total = time.perf_counter() - t0
-        secs = [r["seconds"] for r in est.curve_]
-        steady = float(np.mean(secs[1:])) if len(secs) > 1 else secs[0]
+        first = 1 if len(est.curve_) > 1 else 0      # the first epoch includes warm-up
+        steps = est.curve_[-1]["step"] - (est.curve_[0]["step"] if first else 0)
+        secs = sum(r["seconds"] for r in est.curve_[first:])
+        rate = steps / secs
         gpu = (f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB"
                if a.device.startswith("cuda") else "")
-        print(f"{m}: epoch {steady:.2f} s ({a.n / steady:,.0f} vectors/s; first epoch {secs[0]:.2f} s), "
-              f"fit {total:.1f} s incl. knn, peak RSS {rss_mib():,.0f} MiB{gpu}; "
-              f"150 epochs ≈ {150 * steady / 3600:.2f} h")
+        print(f"{name}: head {est.hidden_}, batch {sched.batch_size}: {rate:.2f} steps/s "
+              f"({rate * sched.batch_size:,.0f} vectors/s), {a.steps} steps in {total:.1f} s incl. knn; "
+              f"full schedule {full.steps} steps ({full.epochs} epochs) ≈ {full.steps / rate / 60:.1f} min; "
+              f"peak RSS {rss_mib():,.0f} MiB{gpu}")
     return 0
 
 

@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
               "num_unassigned": int(noise.sum()),
               "metrics": metrics, "eval_labels": a.utt2spk, "views": a.views,
               "views_used": getattr(est, "views_used_", None),
+              **({"training": est.training_summary()} if hasattr(est, "training_summary") else {}),
               "fit_seconds": round(fit_seconds, 2), "metrics_seconds": round(time.time() - t1, 2),
               **provenance()}
     write_json(out / "metrics.json", result)

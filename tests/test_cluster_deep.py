@@ -195,7 +195,7 @@ def test_schedule_in_steps() -> None:
                            device="cpu", verbose=False).fit(x)
     assert (est.schedule_.batch_size, est.schedule_.batches_per_epoch, est.schedule_.epochs) == (25, 4, 8)
     assert [r["step"] for r in est.curve_] == [4, 8, 12, 16, 20, 24, 28, 30]
-    assert est.curve_[-1]["lr"] == pytest.approx(0.002 * 0.1)
+    assert est.curve_[-1]["lr"] == pytest.approx(est.lr * est.lr_final)
 
 
 def test_head_rule() -> None:

@@ -57,6 +57,8 @@ def test_method_through_step(method: str, demo_ivectors: Path, root: Path,
     if deep:
         curve = (out / "curve.tsv").read_text().splitlines()
         assert len(curve) == 3 and "acc" in curve[0] and "num_clusters" in curve[0]
+        train = res["training"]     # what the fit resolved: 2 epochs either way (see FAST_*)
+        assert train["epochs"] == 2 and train["head"] == "64-64" and len(train["runs"]) == 1
         uses_views = any(f"{k}_weight" in cfg["params"]
                          for k in ("aug", "symmetry", "info_nce", "vicreg_inv"))
         assert res["views_used"] == ("audio" if uses_views else "none")

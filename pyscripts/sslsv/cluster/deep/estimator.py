@@ -16,12 +16,20 @@ L_symmetry / InfoNCE / VICReg are the i-vectors of augmented audio when ``fit`` 
 (``views_source: auto`` or ``audio``), otherwise i-vector-space augmentations
 (:class:`~sslsv.cluster.deep.views.IvectorAugment`).
 
-Training follows the CIMC paper by default: SGD with momentum 0.9, lr 0.01 × 0.996 per epoch, batch
-10,240 (capped at N), 150 epochs, λ = 0.5, μ = 3.5. Each epoch is one pass over a fresh permutation.
-A checkpoint (model, optimizer, epoch, random states, curve) is written atomically after every epoch to
-``checkpoint_dir``; ``fit`` continues from it. True labels, when given as ``eval_labels``, are only used
-to add the supervised metrics (``eval_metrics``: ACC, AMI, NMI, ..., purity) to the per-epoch curve,
-never for training or model selection: the model of the last epoch is the result.
+Training (docs/clustering.md, "Training schedule"): ``steps`` optimiser steps of Adam (lr 0.02, decayed
+per step to 0.1 × lr), batches of min(10,240, N, max(256, N / 8)) vectors, each epoch a pass over a fresh
+permutation (full batches), λ = 0.5, μ = 3.5; the head from N and C (``hidden: auto``,
+:mod:`.schedule`). The papers' own setting (SGD momentum 0.9, lr 0.01 × 0.996 per epoch, batch 10,240
+capped at N, 150 epochs, 1200-1200) is ``steps: 0`` with ``conf/cluster/schedule/paper.yaml``, the
+``<method>_paper`` configs. ``n_init`` runs from consecutive seeds keep the one with the lowest
+unsupervised objective. A checkpoint (model, optimizer, epoch, random states, curve) is written atomically
+after every epoch to ``checkpoint_dir/run<i>``; ``fit`` continues from it when every parameter but the
+device, logging and evaluation options is the same. True labels, when given as ``eval_labels``, are only
+used to add the supervised metrics (``eval_metrics``: ACC, AMI, NMI, ..., purity) to the per-epoch curve,
+never for training or model selection: the model of the last epoch is the result. On the CPU the
+training runs with ``num_threads`` torch threads (1) whatever the process' setting, because the float32
+sums of a matrix product depend on how it is split between threads, and a run must give the same labels
+on any machine.
 
 Design choices (ALGORITHMS.md [I] items), each a parameter:
 
@@ -98,9 +106,9 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                  views_source: str = "auto", n_views: int = 2, view_augment: str = "noise,mask,scale",
                  view_noise_scale: float = 0.25, view_mask_prob: float = 0.1,
                  view_scale_range: float = 0.1,
-                 optimizer: str = "adam", lr: float = 0.002, momentum: float = 0.9, lr_decay: float = 0.996,
+                 optimizer: str = "adam", lr: float = 0.02, momentum: float = 0.9, lr_decay: float = 0.996,
                  lr_final: float = 0.1, weight_decay: float = 0.0, grad_clip: float = 0.0,
-                 steps: int = 3000, epochs: int = 150, batch_size: int = 10240, min_batch_size: int = 64,
+                 steps: int = 10000, epochs: int = 150, batch_size: int = 10240, min_batch_size: int = 256,
                  batches_per_epoch: int = 8, n_init: int = 1, num_threads: int = 1,
                  eval_metrics: str = "acc,ami,nmi,completeness,homogeneity,fmi,purity",
                  device: str = "auto", random_state: int = 0,
@@ -270,6 +278,14 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         self.labels_ = self._predict_t(model, data.x)
         self.n_features_in_ = d
         return self
+
+    def training_summary(self) -> dict[str, Any]:
+        """What the fit resolved (head, schedule, VAT k) and every restart's seed and objective, for
+        ``metrics.json``."""
+        s = self.schedule_
+        return {"head": self.hidden_, "steps": s.steps, "epochs": s.epochs, "batch_size": s.batch_size,
+                "batches_per_epoch": s.batches_per_epoch, "vat_k": self.vat_k_,
+                "runs": self.runs_, "best_run": self.best_run_}
 
     def _augment(self, X: np.ndarray) -> IvectorAugment:
         return IvectorAugment(types=[t for t in self.view_augment.split(",") if t],
