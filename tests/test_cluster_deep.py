@@ -196,6 +196,13 @@ def test_schedule_in_steps() -> None:
     assert (est.schedule_.batch_size, est.schedule_.batches_per_epoch, est.schedule_.epochs) == (25, 4, 8)
     assert [r["step"] for r in est.curve_] == [4, 8, 12, 16, 20, 24, 28, 30]
     assert est.curve_[-1]["lr"] == pytest.approx(est.lr * est.lr_final)
+    # Many short epochs: a curve row (evaluation and checkpoint) every ceil(epochs / 150) epochs, the
+    # losses averaged over the steps since the previous row.
+    est = DeepIMClustering(n_clusters=4, hidden="linear", steps=400, batch_size=100, min_batch_size=100,
+                           batches_per_epoch=1, device="cpu", verbose=False).fit(x)
+    assert est.schedule_.epochs == 400 and est.schedule_.row_every == 3
+    assert [r["epoch"] for r in est.curve_] == [*range(3, 400, 3), 400]
+    assert est.curve_[-1]["step"] == 400
 
 
 def test_head_rule() -> None:

@@ -61,7 +61,9 @@ def test_method_through_step(method: str, demo_ivectors: Path, root: Path,
         assert train["epochs"] == 2 and train["head"] == "64-64" and len(train["runs"]) == 1
         uses_views = any(f"{k}_weight" in cfg["params"]
                          for k in ("aug", "symmetry", "info_nce", "vicreg_inv"))
-        assert res["views_used"] == ("audio" if uses_views else "none")
+        source = cfg["params"].get("views_source", "auto")
+        want = ("ivector" if source == "ivector" else "audio") if uses_views else "none"
+        assert res["views_used"] == want
     # An unchanged rerun is skipped.
     r2 = subprocess.run([*cmd, str(work / "exp/ivectors_demo_train"), str(out)], env=recipe_env,
                         capture_output=True, text=True, cwd=root)

@@ -327,13 +327,16 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                 self._log(f"resuming from {ckpt} after epoch {start} of {sched.epochs}")
 
         bs = sched.batch_size
+        every = sched.row_every
+        n_rows = -(-sched.epochs // every)
+        sums = dict.fromkeys(("total", *TERMS), 0.0)
+        done = 0
+        t0 = time.time()
         for epoch in range(start, sched.epochs):
             first = epoch * sched.batches_per_epoch
             n_batches = min(sched.batches_per_epoch, sched.steps - first)
-            t0 = time.time()
             model.train()
             perm = torch.randperm(n, generator=gen_cpu).to(dev)
-            sums = dict.fromkeys(("total", *TERMS), 0.0)
             for b in range(n_batches):
                 lr = sched.lr_at(first + b)
                 for g in opt.param_groups:
@@ -351,8 +354,12 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                 sums["total"] += loss.item()
                 for k, v in terms.items():
                     sums[k] += v
+            done += n_batches
+            if (epoch + 1) % every and epoch + 1 < sched.epochs:
+                continue
+            # A curve row (and a checkpoint) every `every` epochs: about 150 per run, whatever the epochs.
             row: dict[str, float] = {"epoch": epoch + 1, "step": first + n_batches, "lr": lr}
-            row.update({k: v / n_batches for k, v in sums.items()})
+            row.update({k: v / done for k, v in sums.items()})
             labels = self._predict_t(model, data.x)
             row["num_clusters"] = int(np.unique(labels).size)
             if eval_labels is not None and self.eval_metrics:
@@ -369,8 +376,11 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "gen_cpu": gen_cpu.get_state(), "gen_dev": gen_dev.get_state().cpu(),
                                 "epoch": epoch + 1, "curve": curve, "fingerprint": fingerprint}, tmp)
-            if self._log_epoch(epoch + 1, sched.epochs):
+            if self._log_epoch(-(-(epoch + 1) // every), n_rows):
                 self._log(_fmt_row(row, sched.epochs, run, self.n_init))
+            sums = dict.fromkeys(("total", *TERMS), 0.0)
+            done = 0
+            t0 = time.time()
         return model, curve
 
     def _views(self, data: _Data, idx: torch.Tensor, gen_cpu: torch.Generator, gen_dev: torch.Generator
@@ -405,9 +415,10 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         model.eval()
         return total / max(1, n // bs)
 
-    def _log_epoch(self, epoch: int, epochs: int) -> bool:
-        every = max(1, epochs // 50)     # about 50 progress lines per run
-        return epoch == 1 or epoch == epochs or epoch % every == 0
+    def _log_epoch(self, row: int, rows: int) -> bool:
+        """Whether curve row ``row`` (1-based, of ``rows``) is printed: about 50 lines per run."""
+        every = max(1, rows // 50)
+        return row == 1 or row == rows or row % every == 0
 
     def _neighbour_distances(self, X: np.ndarray, dev: torch.device, ckpt_dir: Path | None) -> np.ndarray:
         need = self.vat_weight > 0 or (self._uses_views() and "noise" in self.view_augment)
