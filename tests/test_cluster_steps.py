@@ -15,7 +15,7 @@ from sslsv.cluster.registry import resolved_config
 from sslsv.datadir import validate_data_dir
 from sslsv.tables import read_map
 
-FAST_DEEP = "steps=16 hidden=64-64 batch_size=256"   # 2 epochs of 8 batches of 96
+FAST_DEEP = "steps=16 hidden=64-64 min_batch_size=96"  # 2 epochs of 8 batches of 96
 FAST_PAPER = "epochs=2 hidden=64-64"                  # the papers' epoch mode: 2 epochs of one batch
 FAST_DEC = "pretrain_epochs=3 max_iter=100 n_init=2"
 
