@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -60,27 +61,76 @@ def speechocean_recipe(tmp_path_factory: pytest.TempPathFactory, speechocean: Pa
     return work
 
 
+def have_speechocean() -> bool:
+    return (SPEECHOCEAN / "utt2spk").is_file()
+
+
+def _run_demo_recipe(work: Path, *args: str) -> None:
+    """``./run.sh`` on the demo corpus with corpus, data, exp and mfcc under ``work``."""
+    import subprocess
+
+    cmd = [str(ROOT / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
+           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+           "--nj", "2", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
 @pytest.fixture(scope="session")
-def demo_ivectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A work dir in which ./run.sh has run stages 0-5 on the demo corpus with a small i-vector system
+def demo_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work dir in which ./run.sh has synthesised the demo corpus and computed its MFCC and VAD (stages
+    0-1, about 45 s on 2 cores): ``<work>/data/demo_{train,test}`` (48 / 12 speakers x 16 utterances)."""
+    work = tmp_path_factory.mktemp("demo_recipe")
+    _run_demo_recipe(work, "--stop-stage", "1")
+    return work
+
+
+@pytest.fixture(scope="session")
+def speech_data(request: pytest.FixtureRequest) -> Path:
+    """A training data dir after stages 0-1 (wav.scp, utt2spk, spk2utt, feats.scp, vad.scp): speechocean762
+    (real read speech) when the copy is there, otherwise the demo corpus (synthesised speech), so that the
+    feature, VAD, UBM, i-vector, augmentation and embedding-training steps are tested on every clone."""
+    if have_speechocean():
+        return request.getfixturevalue("speechocean_recipe") / "data/speechocean762_train"
+    return request.getfixturevalue("demo_recipe") / "data/demo_train"
+
+
+@dataclass(frozen=True)
+class SpeechAudio:
+    """Audio files of speech (16 kHz, at least 40 utterances) and their speakers, sorted by utterance."""
+    files: dict[str, Path]
+    utt2spk: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def speech_audio(request: pytest.FixtureRequest) -> SpeechAudio:
+    """The speechocean762 copy's FLAC files when it is there (first ``000010011``, the utterance the
+    front-end tests have always used), otherwise the demo corpus's WAV files (stage 0 of ``demo_recipe``)."""
+    def table(path: Path) -> dict[str, str]:
+        return dict(sorted(ln.split(maxsplit=1) for ln in path.read_text().splitlines()))
+
+    if have_speechocean():
+        utt2spk = table(SPEECHOCEAN / "utt2spk")
+        return SpeechAudio({u: SPEECHOCEAN / "audio" / f"{u}.flac" for u in utt2spk}, utt2spk)
+    data = request.getfixturevalue("demo_recipe") / "data/demo_train"
+    return SpeechAudio({u: Path(f) for u, f in table(data / "wav.scp").items()}, table(data / "utt2spk"))
+
+
+@pytest.fixture(scope="session")
+def demo_ivectors(demo_recipe: Path) -> Path:
+    """The demo work dir of ``demo_recipe`` taken on through stage 5 with a small i-vector system
     (64 Gaussians, 50-dim i-vectors, 3 extractor iterations; noise and reverb copies only), so that the
     clustering stages have real i-vectors and augmented views to work on:
     ``<work>/exp/ivectors_demo_train{,_aug}/ivector.scp``, ``<work>/data/demo_train{,_aug}``."""
-    import subprocess
-
     import yaml
 
-    work = tmp_path_factory.mktemp("demo_recipe")
+    work = demo_recipe
     cfg = yaml.safe_load((ROOT / "conf/ivector.yaml").read_text())
     cfg["diag_ubm"].update(num_gauss=64, num_iters_init=10, num_iters=2, num_frames=100000)
     cfg["full_ubm"].update(num_iters=2)
     cfg["extractor"].update(ivector_dim=50, num_iters=3)
     cfg["backend"].update(lda_dim=32)
     (work / "ivector.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [str(ROOT / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
-           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
-           "--aug-types", "noise,reverb", "--ivector-config", str(work / "ivector.yaml"),
-           "--nj", "2", "--stop-stage", "5"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _run_demo_recipe(work, "--aug-types", "noise,reverb", "--ivector-config", str(work / "ivector.yaml"),
+                     "--stage", "2", "--stop-stage", "5")
     return work

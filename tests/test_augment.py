@@ -214,8 +214,8 @@ def _run(args: list[str], env: dict[str, str], cwd: Path, check: bool = True) ->
 
 
 @pytest.fixture(scope="module")
-def src20(tmp_path_factory, root: Path, recipe_env: dict[str, str], speechocean_recipe: Path) -> Path:
-    src = speechocean_recipe / "data/speechocean762_train"
+def src20(tmp_path_factory, root: Path, recipe_env: dict[str, str], speech_data: Path) -> Path:
+    src = speech_data
     d = tmp_path_factory.mktemp("aug") / "src20"
     _run(["utils/subset_data_dir.sh", "--seed", "1", str(src), "20", str(d)], recipe_env, root)
     return d

@@ -1,4 +1,4 @@
-"""Training of the embedding network (sslsv.embed.trainer, steps/train_embedding.sh) on real speech: a
+"""Training of the embedding network (sslsv.embed.trainer, steps/train_embedding.sh) on speech: a
 tiny ECAPA overfits a few speakers, a killed run resumes bit-exactly, two-process DDP (gloo) keeps the
 ranks identical and learns like one process, and the schedules follow their formulas."""
 
@@ -24,9 +24,9 @@ TINY = ["model.channels=32", "model.se_dim=16", "model.att_dim=16", "model.mfa_d
 
 
 @pytest.fixture(scope="module")
-def few_speakers(tmp_path_factory, speechocean_recipe: Path) -> Path:
-    """A data dir of 4 real speakers x 8 utterances (wav.scp, utt2spk, vad.scp from stages 0-1)."""
-    src = speechocean_recipe / "data/speechocean762_train"
+def few_speakers(tmp_path_factory, speech_data: Path) -> Path:
+    """A data dir of 4 speakers x 8 utterances (wav.scp, utt2spk, vad.scp from stages 0-1)."""
+    src = speech_data
     spk2utt = [ln.split() for ln in (src / "spk2utt").read_text().splitlines()]
     utts = sorted(u for row in spk2utt[:4] for u in row[1:9])
     out = tmp_path_factory.mktemp("few_speakers")

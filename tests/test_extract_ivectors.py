@@ -1,5 +1,5 @@
-"""End to end on real features: steps/train_ivector_extractor.sh (one process and parallel jobs, resume
-after an interruption) and steps/extract_ivectors.sh on a small subset of speechocean762, with a small
+"""End to end on speech features: steps/train_ivector_extractor.sh (one process and parallel jobs, resume
+after an interruption) and steps/extract_ivectors.sh on a small subset of ``speech_data``, with a small
 full UBM fitted in the test (scikit-learn) to keep it fast; plus the sparse posterior files and the
 speaker-mean outputs against direct computations."""
 
@@ -38,8 +38,8 @@ def run(cmd: list[str], env: dict, cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, root, recipe_env, speechocean_recipe):
-    src = speechocean_recipe / "data/speechocean762_train"  # real speech, features from ./run.sh
+def setup(tmp_path_factory, root, recipe_env, speech_data):
+    src = speech_data  # speech with features from ./run.sh
     from sklearn.mixture import GaussianMixture
     tmp = tmp_path_factory.mktemp("ie")
     data = tmp / "data"

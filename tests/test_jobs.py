@@ -308,13 +308,23 @@ sys.exit(run_all() if wait else 0)
 '''
 
 
+FAKE_QUEUE_TOOL = r'''#!/usr/bin/env python3
+"""Stand-in squeue / scancel: records its name and argv, prints nothing (no live jobs)."""
+import json, os, sys
+with open(os.environ["SBATCH_RECORD"] + "." + os.path.basename(sys.argv[0]), "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+'''
+
+
 @pytest.fixture
 def slurm_env(tmp_path: Path) -> dict[str, str]:
+    """Stand-ins for sbatch, squeue and scancel first on the PATH, so that these tests never reach a real
+    SLURM installation (configured or not) on the machine that runs them."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    sb = bindir / "sbatch"
-    sb.write_text(FAKE_SBATCH)
-    sb.chmod(0o755)
+    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_QUEUE_TOOL), ("scancel", FAKE_QUEUE_TOOL)):
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
     (tmp_path / "conf").mkdir()
     shutil.copy(ROOT / "conf" / "slurm.conf", tmp_path / "conf" / "slurm.conf")
     return dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}",
@@ -372,9 +382,25 @@ def test_slurm_sbatch_error_propagates(tmp_path: Path, slurm_env: dict[str, str]
     r = run([SLURM, "JOB=1:2", "exp/log/e.JOB.log", "true"], tmp_path, env=dict(slurm_env, SBATCH_FAIL="1"))
     assert r.returncode == 1
     assert "Invalid account" in r.stderr and "sbatch exited with code 1" in r.stderr
-    r = run([SLURM, "JOB=1:2", "exp/log/e.JOB.log", "true"], tmp_path,
-            env=dict(slurm_env, PATH="/nonexistent:/usr/bin:/bin"))
-    assert r.returncode == 1 and "cannot run sbatch" in r.stderr
+    # a submit command that cannot be started (as sbatch on a machine without SLURM): one clear line
+    conf = tmp_path / "missing.conf"
+    conf.write_text(f"command {tmp_path}/no-such-dir/sbatch\n")
+    r = run([SLURM, "--config", str(conf), "JOB=1:2", "exp/log/e.JOB.log", "true"], tmp_path, env=slurm_env)
+    assert r.returncode == 1 and f"cannot run {tmp_path}/no-such-dir/sbatch" in r.stderr
+
+
+def test_slurm_signal_cancels_the_job(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    """SIGTERM while the array runs: the job id that sbatch printed goes to (the stand-in) scancel."""
+    p = subprocess.Popen([sys.executable, SLURM, "JOB=1:2", "exp/log/s.JOB.log", "sleep", "3"], cwd=tmp_path,
+                         env=slurm_env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (tmp_path / "exp/log/s.1.log").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM received: cancelled job 4242" in err
+    assert lines(tmp_path / "sbatch.argv.scancel") == ['["4242"]']
 
 
 def test_slurm_config_options(tmp_path: Path, slurm_env: dict[str, str]) -> None:

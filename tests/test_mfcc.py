@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SpeechAudio
 from sslsv.audio import read_audio
 from sslsv.features.jobs import mfcc_job
 from sslsv.features.kaldi_options import MfccConfig, read_mfcc_config, read_vad_config
@@ -19,7 +20,6 @@ from sslsv.features.mfcc import compute_mfcc, dither_seed, knf_options, num_fram
 from sslsv.tables import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEECHOCEAN = Path(os.environ.get("SSLSV_SPEECHOCEAN", ROOT.parent / "shared/data/speechocean762-train"))
 EPS = float(np.finfo(np.float32).eps)
 
 
@@ -109,11 +109,10 @@ def ref_mfcc(x: np.ndarray, c: MfccConfig) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------
 
-def _speech() -> np.ndarray:
-    f = SPEECHOCEAN / "audio" / "000010011.flac"
-    if not f.is_file():
-        pytest.skip(f"speechocean762 copy not found at {SPEECHOCEAN} (set SSLSV_SPEECHOCEAN)")
-    x, sr = read_audio(str(f))
+@pytest.fixture(scope="module")
+def speech(speech_audio: SpeechAudio) -> np.ndarray:
+    """The first utterance of ``speech_audio`` (speechocean762's 000010011, or a demo utterance)."""
+    x, sr = read_audio(str(next(iter(speech_audio.files.values()))))
     assert sr == 16000
     return x
 
@@ -149,10 +148,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_knf_matches_numpy_reference(name: str) -> None:
+def test_knf_matches_numpy_reference(name: str, speech: np.ndarray) -> None:
     cfg = dataclasses.replace(MfccConfig(dither=0.0), **CASES[name])
     cfg.check()
-    x = _speech() if cfg.sample_frequency == 16000 else _synthetic(24000)
+    x = speech if cfg.sample_frequency == 16000 else _synthetic(24000)
     got = compute_mfcc(x, int(cfg.sample_frequency), cfg)
     ref = ref_mfcc(x, cfg)
     assert got.dtype == np.float32 and got.shape == ref.shape
@@ -207,8 +206,8 @@ def test_knf_options_set_every_field_from_kaldi_defaults() -> None:
     assert o2["frame_opts"]["snip_edges"] is False
 
 
-def test_dither_is_deterministic_per_utterance() -> None:
-    x = _speech()[:16000]
+def test_dither_is_deterministic_per_utterance(speech: np.ndarray) -> None:
+    x = speech[:16000]
     cfg = dataclasses.replace(MfccConfig(), **VOX)         # dither 1.0
     a, b = compute_mfcc(x, 16000, cfg, "utt-a"), compute_mfcc(x, 16000, cfg, "utt-a")
     c = compute_mfcc(x, 16000, cfg, "utt-b")
@@ -221,8 +220,8 @@ def test_dither_is_deterministic_per_utterance() -> None:
         __import__("hashlib").sha256(b"utt-a").digest()[:8], "little")
 
 
-def test_subtract_mean() -> None:
-    x = _speech()
+def test_subtract_mean(speech: np.ndarray) -> None:
+    x = speech
     cfg = dataclasses.replace(MfccConfig(dither=0.0), **VOX)
     base = compute_mfcc(x, 16000, cfg)
     got = compute_mfcc(x, 16000, dataclasses.replace(cfg, subtract_mean=True))
@@ -331,18 +330,15 @@ def _steps_available() -> None:
     for f in ("utils/split_data.sh", "utils/validate_data_dir.sh", "utils/run.py", "utils/parse_options.sh"):
         if not (ROOT / f).exists():
             pytest.skip(f"{f} is not in the recipe")
-    if not (SPEECHOCEAN / "utt2spk").is_file():
-        pytest.skip(f"speechocean762 copy not found at {SPEECHOCEAN} (set SSLSV_SPEECHOCEAN)")
 
 
-def _make_data(d: Path, n: int = 40) -> dict[str, str]:
-    """A data dir of n speechocean762 utterances; odd lines are sox pipes, even lines file paths."""
+def _make_data(d: Path, audio: SpeechAudio, n: int = 40) -> dict[str, str]:
+    """A data dir of the first n utterances of ``audio``; odd lines are sox pipes, even lines file paths."""
     from sslsv.corpora.common import write_data_dir
-    from sslsv.tables import read_map
-    utt2spk = dict(list(read_map(SPEECHOCEAN / "utt2spk").items())[:n])
+    utt2spk = dict(list(audio.utt2spk.items())[:n])
     wav = {}
-    for i, utt in enumerate(sorted(utt2spk)):
-        f = SPEECHOCEAN / "audio" / f"{utt}.flac"
+    for i, utt in enumerate(utt2spk):
+        f = audio.files[utt]
         wav[utt] = f"sox {f} -t wav - |" if i % 2 else str(f)
     write_data_dir(d, wav, utt2spk)
     return wav
@@ -362,12 +358,12 @@ def _md5(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def finished_run(tmp_path_factory: pytest.TempPathFactory, speech_audio: SpeechAudio) -> dict[str, Path]:
     """One uninterrupted make_mfcc.sh (conf/mfcc.conf, dither 1.0) + compute_vad.sh run, nj 4."""
     _steps_available()
     base = tmp_path_factory.mktemp("stage1")
     data = base / "data" / "so"
-    _make_data(data)
+    _make_data(data, speech_audio)
     p1 = _run("steps/make_mfcc.sh", "--nj", "4", str(data), str(base / "log"), str(base / "mfcc"))
     p2 = _run("steps/compute_vad.sh", "--nj", "4", str(data), str(base / "log"), str(base / "mfcc"))
     (base / "out.txt").write_text(p1.stdout + p1.stderr + p2.stdout + p2.stderr)
@@ -431,12 +427,13 @@ def test_unchanged_rerun_is_skipped_quickly(finished_run: dict[str, Path]) -> No
     assert elapsed < 5.0, elapsed
 
 
-def test_kill_and_resume_gives_identical_archives(finished_run: dict[str, Path], tmp_path: Path) -> None:
+def test_kill_and_resume_gives_identical_archives(finished_run: dict[str, Path], tmp_path: Path,
+                                                  speech_audio: SpeechAudio) -> None:
     import signal
     import subprocess
     import time
     data = tmp_path / "data" / "so"
-    _make_data(data)
+    _make_data(data, speech_audio)
     mfcc = tmp_path / "mfcc"
     # one job at a time, so the kill lands part-way on any number of cores
     args = ["steps/make_mfcc.sh", "--nj", "4", "--cmd", "utils/run.py --max-jobs-run 1", str(data),
@@ -464,10 +461,11 @@ def test_kill_and_resume_gives_identical_archives(finished_run: dict[str, Path],
     assert not list(mfcc.glob(".*.tmp"))
 
 
-def test_changed_config_redoes(finished_run: dict[str, Path], tmp_path: Path) -> None:
+def test_changed_config_redoes(finished_run: dict[str, Path], tmp_path: Path,
+                               speech_audio: SpeechAudio) -> None:
     import kaldiio
     data = tmp_path / "data" / "so"
-    wav = _make_data(data, n=6)
+    wav = _make_data(data, speech_audio, n=6)
     conf = tmp_path / "mfcc.conf"
     conf.write_text((ROOT / "conf" / "mfcc.conf").read_text() + "--dither=0\n")
     args = ["steps/make_mfcc.sh", "--nj", "2", "--mfcc-config", str(conf), str(data),
@@ -488,13 +486,14 @@ def test_changed_config_redoes(finished_run: dict[str, Path], tmp_path: Path) ->
     assert 0 < err < 0.01                      # lossy 8-bit compression, relative to the range
 
 
-def test_bad_inputs_name_wav_scp_line(tmp_path: Path) -> None:
+def test_bad_inputs_name_wav_scp_line(tmp_path: Path, speech_audio: SpeechAudio) -> None:
     _steps_available()
     import soundfile as sf
     data = tmp_path / "data" / "bad"
-    wav = _make_data(data, n=4)
+    wav = _make_data(data, speech_audio, n=4)
     utts = sorted(wav)
-    x, _ = read_audio(str(SPEECHOCEAN / "audio" / f"{utts[2]}.flac"))
+    files = speech_audio.files
+    x, _ = read_audio(str(files[utts[2]]))
     short = tmp_path / "short.wav"
     sf.write(str(short), x[:300].astype(np.int16), 16000, subtype="PCM_16")
     lines = (data / "wav.scp").read_text().splitlines()
@@ -509,13 +508,13 @@ def test_bad_inputs_name_wav_scp_line(tmp_path: Path) -> None:
     assert "1 of 4 utterances were skipped" in p.stdout and utts[1] in p.stdout
     assert len((data / "feats.scp").read_text().splitlines()) == 3
     # wrong sample rate in a pipe (line 3) and in a file (line 4)
-    lines[1] = f"{utts[1]} {SPEECHOCEAN / 'audio' / (utts[1] + '.flac')}"
-    lines[2] = f"{utts[2]} sox {SPEECHOCEAN / 'audio' / (utts[2] + '.flac')} -r 8000 -t wav - |"
+    lines[1] = f"{utts[1]} {files[utts[1]]}"
+    lines[2] = f"{utts[2]} sox {files[utts[2]]} -r 8000 -t wav - |"
     (data / "wav.scp").write_text("\n".join(lines) + "\n")
     p = _run(*args, check=False)
     assert p.returncode != 0 and f"{data}/wav.scp:3" in p.stderr and "8000" in p.stderr, p.stderr
     sf.write(str(tmp_path / "r8k.wav"), x[::2].astype(np.int16), 8000, subtype="PCM_16")
-    lines[2] = f"{utts[2]} {SPEECHOCEAN / 'audio' / (utts[2] + '.flac')}"
+    lines[2] = f"{utts[2]} {files[utts[2]]}"
     lines[3] = f"{utts[3]} {tmp_path / 'r8k.wav'}"
     (data / "wav.scp").write_text("\n".join(lines) + "\n")
     p = _run(*args, check=False)
@@ -547,11 +546,11 @@ def ref_compress_roundtrip(m: np.ndarray) -> np.ndarray:
                              p75 + (p100 - p75) * (code - 192) / 63))
 
 
-def test_compression_is_kaldis_speech_feature_method(tmp_path: Path) -> None:
+def test_compression_is_kaldis_speech_feature_method(tmp_path: Path, speech: np.ndarray) -> None:
     """--compress true stores Kaldi's 8-bit CompressedMatrix ("CM", kSpeechFeature for > 8 rows)."""
     import kaldiio
     from sslsv.features.archive import ArkScpWriter
-    x = _speech()
+    x = speech
     feats = compute_mfcc(x, 16000, dataclasses.replace(MfccConfig(dither=0.0), **VOX))
     with ArkScpWriter(tmp_path / "c.ark", tmp_path / "c.scp", compress=True) as w:
         w.write("u", feats)

@@ -1,6 +1,6 @@
 """The batched torch Kaldi front end (sslsv.features.torch_frontend) against kaldi-native-fbank through
 ``compute_mfcc`` with ``--dither=0``: MFCC and fbank for the recipe's configs and variants (snip-edges
-off, other windows and lifters, energy options), on noise, a sine sweep and real speech; frame counts;
+off, other windows and lifters, energy options), on noise, a sine sweep and speech; frame counts;
 Kaldi's edge reflection against a literal loop; batch independence; dtype, autocast, buffers; CUDA."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import SpeechAudio
 from sslsv.features.kaldi_options import MfccConfig, read_mfcc_config
 from sslsv.features.mfcc import compute_mfcc, num_frames
 from sslsv.features.torch_frontend import KaldiFeatures, dct_matrix, lifter_coeffs, window_function
@@ -40,8 +41,8 @@ def _sweep(n: int = 32240) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def speech(speechocean: Path) -> np.ndarray:
-    x, sr = sf.read(speechocean / "audio" / "000010011.flac", dtype="int16")
+def speech(speech_audio: SpeechAudio) -> np.ndarray:
+    x, sr = sf.read(next(iter(speech_audio.files.values())), dtype="int16")
     assert sr == RATE and x.ndim == 1
     return x.astype(np.float32)
 

@@ -1,5 +1,5 @@
 """steps/train_diag_ubm.sh (--nj 2: per-part statistics through $cmd) and steps/train_full_ubm.sh
-(--nj 1: one process) end to end on a small subset of speechocean762 (8 Gaussians), the skip of a
+(--nj 1: one process) end to end on 40 utterances of speech (``speech_data``; 8 Gaussians), the skip of a
 finished step, and resume: a diag run killed after its first iteration and rerun gives the same
 final.dubm as an uninterrupted run (CPU, bitwise)."""
 
@@ -39,8 +39,8 @@ full_ubm:
 
 
 @pytest.fixture(scope="module")
-def small(root, tmp_path_factory, speechocean_recipe) -> tuple[Path, Path]:
-    src = speechocean_recipe / "data/speechocean762_train"
+def small(root, tmp_path_factory, speech_data) -> tuple[Path, Path]:
+    src = speech_data
     tmp = tmp_path_factory.mktemp("ubm")
     data = tmp / "data"
     data.mkdir()
