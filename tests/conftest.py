@@ -134,3 +134,13 @@ def demo_ivectors(demo_recipe: Path) -> Path:
     _run_demo_recipe(work, "--aug-types", "noise,reverb", "--ivector-config", str(work / "ivector.yaml"),
                      "--stage", "2", "--stop-stage", "5")
     return work
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One plain line when tests skipped for want of the speechocean762 copy (README, "Tests")."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if "speechocean762 copy" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: no speechocean762 copy at {SPEECHOCEAN} (set SSLSV_SPEECHOCEAN; "
+            "README, 'Tests', says what they cover)", yellow=True)
