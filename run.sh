@@ -9,7 +9,7 @@
 # Every variable in the defaults block below can be set on the command line as --name value.
 set -euo pipefail
 cd "$(dirname "$0")"
-run_command="./run.sh${*:+$(printf ' %q' "$@")}"   # as typed, for the report to name
+_run_command="./run.sh${*:+$(printf ' %q' "$@")}"   # as typed, for the report to name
 
 # ---- defaults -------------------------------------------------------------------------------------
 stage=0                 # first stage to run
@@ -101,6 +101,13 @@ HELP
 )
 . utils/parse_options.sh
 [ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (see --help)" >&2; exit 1; }
+last_stage=10
+for _opt in stage stop_stage; do
+  [[ ${!_opt} =~ ^([0-9]|[1-9][0-9]*)$ ]] && [ "${!_opt}" -le $last_stage ] ||
+    { echo "$0: --${_opt//_/-} must be a stage number from 0 to $last_stage, got '${!_opt}'" >&2; exit 1; }
+done
+[ "$stage" -le "$stop_stage" ] ||
+  { echo "$0: --stage $stage is after --stop-stage $stop_stage: no stage to run" >&2; exit 1; }
 
 name=${name:-$corpus}
 exp=${exp:-exp/$name}
@@ -292,7 +299,7 @@ fi
 # ---- stage 10: report ------------------------------------------------------------------------------
 if in_stages 10; then
   log "stage 10: tables and figures of $exp -> ${report_dir:-$exp/report}"
-  steps/make_report.sh --corpus "$name" --data "$data" ${study:+--study "$study"} --command "$run_command" \
+  steps/make_report.sh --corpus "$name" --data "$data" ${study:+--study "$study"} --command "$_run_command" \
     "$exp" "${report_dir:-$exp/report}"
 fi
 

@@ -100,3 +100,29 @@ def test_run_sh_rejects_unknown_option_and_lists_stages(root: Path) -> None:
     r = subprocess.run([str(root / "run.sh"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0
     assert "0  data preparation" in r.stderr and "1  MFCC" in r.stderr and "--corpus-dir" in r.stderr
+
+
+@pytest.mark.parametrize("opt", ["--PATH", "--home", "--help-message", "--HOME", "--Nj"])
+def test_only_the_scripts_lower_case_variables_are_options(script: Path, opt: str) -> None:
+    """Environment variables (exported, or upper case) and the help text are not options."""
+    r = subprocess.run(["bash", str(script), opt, "/x"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "home": "/h"})
+    assert r.returncode != 0 and f"invalid option {opt}" in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--stage", "99"], "--stage must be a stage number from 0 to 10, got '99'"),
+    (["--stage", "abc"], "--stage must be a stage number from 0 to 10, got 'abc'"),
+    (["--stop-stage", "-1"], "--stop-stage must be a stage number from 0 to 10, got '-1'"),
+    (["--stage", "08"], "--stage must be a stage number from 0 to 10, got '08'"),
+    (["--stage", "5", "--stop-stage", "2"], "--stage 5 is after --stop-stage 2: no stage to run"),
+    (["--PATH", "/x"], "invalid option --PATH"),
+    (["--run-command", "x"], "invalid option --run-command"),
+])
+def test_run_sh_rejects_bad_stage_ranges_before_any_work(root: Path, tmp_path: Path, args: list[str],
+                                                        message: str) -> None:
+    r = subprocess.run([str(root / "run.sh"), "--data", str(tmp_path / "data"), *args],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert "done" not in r.stdout and not (tmp_path / "data").exists()

@@ -7,7 +7,9 @@
 #     . utils/parse_options.sh
 #
 # * "--foo-bar value" (or "--foo-bar=value") sets the shell variable foo_bar, which must already be
-#   defined: an unknown option is an error that names it. "--foo_bar" works too.
+#   defined: an unknown option is an error that names it. "--foo_bar" works too. Only lower-case,
+#   unexported, non-array variables are options (so --PATH, --home or --help-message are errors); a
+#   script's own bookkeeping variables set before its defaults block start with "_".
 # * A variable whose default is true or false only accepts true or false.
 # * "--config FILE" sources FILE (bash "name=value" lines) before the remaining options are read, as in
 #   Kaldi, unless the script defines its own variable named config: then --config is an ordinary option.
@@ -44,7 +46,10 @@ while [ $# -gt 0 ]; do
         . "$__po_val" || { echo "$__po_script: error sourcing config file $__po_val" >&2; exit 1; }
         continue
       fi
-      if ! [[ "$__po_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!__po_name+x}" ]; then
+      # an option is a lower-case, unexported, scalar variable of the script: its defaults block, not the
+      # environment (--PATH, --home, --http-proxy) nor the script's own bookkeeping (help_message)
+      if ! [[ "$__po_name" =~ ^[a-z][a-z0-9_]*$ ]] || [ -z "${!__po_name+x}" ] ||
+         [ "$__po_name" = help_message ] || [[ "$(declare -p "$__po_name" 2>/dev/null)" != "declare -- "* ]]; then
         echo "$__po_script: invalid option --$__po_opt (see $__po_script --help)" >&2; exit 1
       fi
       __po_old=${!__po_name}
