@@ -108,6 +108,10 @@ for _opt in stage stop_stage; do
 done
 [ "$stage" -le "$stop_stage" ] ||
   { echo "$0: --stage $stage is after --stop-stage $stop_stage: no stage to run" >&2; exit 1; }
+[ -z "$num_clusters" ] || { [[ $num_clusters =~ ^[1-9][0-9]*$ ]] && [ "$num_clusters" -ge 2 ]; } ||
+  { echo "$0: --num-clusters must be an integer >= 2, got '$num_clusters'" >&2; exit 1; }
+[[ $device =~ ^(auto|cpu|cuda|cuda:[0-9]+)$ ]] ||
+  { echo "$0: --device must be auto, cpu, cuda or cuda:N, got '$device'" >&2; exit 1; }
 
 name=${name:-$corpus}
 exp=${exp:-exp/$name}
@@ -128,6 +132,10 @@ esac
 utils/setup_env.sh "${tools[@]}"
 . ./path.sh
 . ./cmd.sh
+if [[ $device == cuda* ]]; then   # a GPU this machine lacks is one line now, not a traceback in a stage's log
+  _err=$(python3 -c 'import sys; from sslsv.device import resolve_device; resolve_device(sys.argv[1])' \
+    "$device" 2>&1) || { echo "$0: ${_err##*DataError: }" >&2; exit 1; }
+fi
 
 # ---- stage 0: data preparation ---------------------------------------------------------------------
 # Stage 0 is skipped when its options and the corpus source are unchanged and its outputs exist (later

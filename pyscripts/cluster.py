@@ -118,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"{a.utt2spk}: no speaker for {len(missing)} of the {len(keys)} vectors "
                             f"(e.g. {missing[0]!r})")
         truth = np.array([u2s[k] for k in keys])
+    n_req = settings["params"].get("n_clusters")
+    if n_req is not None and not (isinstance(n_req, int) and 2 <= n_req <= len(keys)):
+        raise DataError(f"{a.vectors}: the number of clusters must be an integer from 2 to the number of "
+                        f"vectors ({len(keys)}), got {n_req!r}")
+    if "device" in params:
+        from sslsv.device import resolve_device
+
+        resolve_device(str(settings["params"]["device"]))   # a missing CUDA fails here, before any work
     x = normalize(raw, settings["input_norm"])
     kwargs: dict = {}
     if a.views and "views" in fit_args:
@@ -130,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({"method": a.method, "config": str(config), **settings},
                                       sort_keys=False))
-    n_req = settings["params"].get("n_clusters")
     log(f"{a.method} ({settings['estimator']}) on {len(keys)} vectors of dim {x.shape[1]} "
         f"({settings['input_norm']} inputs){f', {n_req} clusters' if n_req else ''}")
 

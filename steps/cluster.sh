@@ -52,6 +52,13 @@ done
 [ -f "$vec" ] || { echo "$0: no vectors at $src (expected a dir with ivector.scp, or an scp/ark/npy)" >&2; exit 1; }
 if [ -n "$config" ]; then cfg=$config; else cfg=$SSLSV_ROOT/conf/cluster/$method.yaml; fi
 [ -f "$cfg" ] || { echo "$0: no config $cfg (methods: $(cd "$SSLSV_ROOT/conf/cluster" && ls ./*.yaml | sed 's|./||; s|.yaml||' | tr '\n' ' '))" >&2; exit 1; }
+if [ -n "$num_clusters" ]; then   # checked before anything is written (cluster.py checks other inputs)
+  [[ $num_clusters =~ ^[1-9][0-9]*$ ]] && [ "$num_clusters" -ge 2 ] ||
+    { echo "$0: --num-clusters must be an integer >= 2, got '$num_clusters'" >&2; exit 1; }
+  if [[ $vec == *.scp ]] && [ "$num_clusters" -gt "$(wc -l < "$vec")" ]; then
+    echo "$0: --num-clusters $num_clusters is more than the $(wc -l < "$vec") vectors of $vec" >&2; exit 1
+  fi
+fi
 view_scp=
 if [ -n "$views" ]; then
   view_scp=$views

@@ -85,13 +85,13 @@ print(int(c.sample_frequency), c.window_size_samples, c.frame_shift / 1000)
 " "$mfcc_config") || { echo "$0: bad MFCC config $mfcc_config" >&2; exit 1; }
 [ -n "${rate:-}" ] || { echo "$0: cannot read $mfcc_config" >&2; exit 1; }
 
-# The inputs of this step, as a view of the data dir (links to wav.scp, utt2spk, spk2utt, utt2dur)
+# The inputs of this step, as a view of the data dir (links to wav.scp, utt2spk, spk2utt, utt2dur, trials)
 # under the log dir: it is validated and split, so stale outputs of an earlier run in <data>
 # (feats.scp, vad.scp for another wav.scp) neither fail the checks nor are touched before the merge.
 view=$logdir/input_$name
 mkdir -p "$view"
 absdata=$(cd "$data" && pwd)
-for f in wav.scp utt2spk spk2utt utt2dur; do
+for f in wav.scp utt2spk spk2utt utt2dur trials; do
   if [ -f "$data/$f" ]; then ln -sfn "$absdata/$f" "$view/$f"; else rm -f "$view/$f"; fi
 done
 validate_opts=(--no-feats --check-audio --sample-rate "$rate")

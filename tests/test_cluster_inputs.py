@@ -92,3 +92,56 @@ def test_registry_errors(tmp_path: Path) -> None:
     cfg.write_text("estimator: hdbscan\n")
     with pytest.raises(DataError, match="finds the number of clusters"):
         build(cfg, n_clusters=9)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--num-clusters", "-3"], "--num-clusters must be an integer >= 2, got '-3'"),
+    (["--num-clusters", "0"], "--num-clusters must be an integer >= 2, got '0'"),
+    (["--num-clusters", "1"], "--num-clusters must be an integer >= 2, got '1'"),
+    (["--num-clusters", "ten"], "--num-clusters must be an integer >= 2, got 'ten'"),
+    (["--num-clusters", "31"], "--num-clusters 31 is more than the 30 vectors of"),
+    (["--num-clusters", "3", "--set-opts", "n_init=ten"],
+     "override 'n_init=ten': expected an integer (like the default"),
+    (["--method", "imsat", "--num-clusters", "3", "--set-opts", "verbose=maybe"],
+     "override 'verbose=maybe': expected true or false (like the default true), got 'maybe'"),
+])
+def test_bad_cluster_options_fail_before_anything_is_written(tmp_path: Path, root: Path,
+                                                             recipe_env: dict[str, str], args: list[str],
+                                                             message: str) -> None:
+    """Bad values stop steps/cluster.sh with one line naming the value, and leave no output dir behind
+    (before, C <= 0 or C > N ended in a scikit-learn traceback after the dir was made)."""
+    import subprocess
+
+    keys = [f"u{i:02d}" for i in range(30)]
+    scp = _write_scp(tmp_path, keys, np.random.default_rng(0).normal(size=(30, 4)))
+    out = tmp_path / "out"
+    r = subprocess.run([str(root / "steps/cluster.sh"), *args, scp, out], capture_output=True, text=True,
+                       env=recipe_env)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (out / "labels").exists() and not (out / "config.yaml").exists()
+    if "set-opts" not in " ".join(args):
+        assert not out.exists()
+
+
+def test_cluster_py_checks_the_count_against_the_vectors_and_the_device(tmp_path: Path, root: Path,
+                                                                        recipe_env: dict[str, str]) -> None:
+    """cluster.py itself (any vector format) refuses C > N and a CUDA device the machine lacks, before its
+    output dir exists."""
+    import subprocess
+
+    import torch
+
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32))
+    cases = [(["--method", "kmeans", "--num-clusters", "21"],
+              "the number of clusters must be an integer from 2 to the number of vectors (20), got 21")]
+    if not torch.cuda.is_available():
+        cases.append((["--method", "imsat", "--num-clusters", "3", "--device", "cuda"],
+                      "cluster.py: ERROR: --device cuda: CUDA is not available"))
+    cases.append((["--method", "imsat", "--num-clusters", "3", "--device", "gpu"],
+                  "--device 'gpu': expected auto, cpu, cuda or cuda:N"))
+    for args, message in cases:
+        r = subprocess.run(["python3", str(root / "pyscripts/cluster.py"), *args, tmp_path / "v.npy",
+                            tmp_path / "out"], capture_output=True, text=True, env=recipe_env)
+        assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "out").exists()

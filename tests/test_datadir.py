@@ -184,8 +184,8 @@ def test_fix_drops_exactly_the_bad_utterances_and_logs_why(tmp_path: Path, root:
     kept = sorted(set(utts) - bad)
     assert kept == ["s1-good1", "s1-pipe"]
     log = d / ".backup" / "fix_data_dir.log"
-    assert (f"fix_data_dir.sh: kept 2 of {len(utts)} utterances ({len(utts) - 2} dropped; 1 of 3 speakers, "
-            f"see {log})") in r.stderr
+    assert (f"fix_data_dir.sh: kept 2 of {len(utts)} utterances ({len(utts) - 2} dropped; 1 of 3 speakers; "
+            f"1 of 2 trials dropped, see {log})") in r.stderr
     assert sorted(read_map(d / "utt2spk")) == kept and sorted(read_scp(d / "wav.scp")) == kept
     assert (d / "spk2utt").read_text() == "s1 s1-good1 s1-pipe\n"
     assert (d / "trials").read_text() == "s1-good1 s1-pipe target\n"
@@ -201,11 +201,40 @@ def test_fix_drops_exactly_the_bad_utterances_and_logs_why(tmp_path: Path, root:
     assert "drop speaker s2: no utterances left" in text
     for f, content in before.items():               # originals kept
         assert (d / ".backup" / f).read_text() == content
+    (d / "trials").unlink()                         # one target trial left: a test set needs both kinds
     validate_data_dir(d, require_feats=False, check_audio_files=True, sample_rate=16000, run_pipes=True)
     # a second run has nothing to do and leaves the backup alone
     r = run(root, recipe_env, "fix_data_dir.sh", d)
     assert r.returncode == 0 and "nothing to fix (2 utterances, 1 speakers)" in r.stderr
     assert (d / ".backup" / "utt2dur").read_text() == before["utt2dur"]
+    # a later repair keeps the first originals and numbers its own; the log keeps both runs
+    second = (d / "utt2dur").read_text()
+    write(d / "utt2dur", ["s1-good1 0.1", "s1-pipe 0.1", "zz-other 2.0"])
+    third = (d / "utt2dur").read_text()
+    assert run(root, recipe_env, "fix_data_dir.sh", d).returncode == 0
+    assert (d / ".backup" / "utt2dur").read_text() == before["utt2dur"] != second
+    assert (d / ".backup" / "utt2dur.1").read_text() == third
+    assert (d / "utt2dur").read_text() == second
+    assert log.read_text().count("# fix_data_dir ") == 2 and "'zz-other' is not in utt2spk" in log.read_text()
+
+
+def test_trials_must_hold_both_kinds(tmp_path: Path, root: Path, recipe_env: dict[str, str]) -> None:
+    """A test set of one speaker (all-target trials) or all-nontarget trials cannot give an EER: refused
+    at validation, so stage 0 stops instead of stage 5."""
+    d = tmp_path / "d"
+    d.mkdir()
+    utts = [f"spk1-u{i}" for i in range(3)]
+    write(d / "utt2spk", [f"{u} spk1" for u in utts])
+    write(d / "spk2utt", ["spk1 " + " ".join(utts)])
+    write(d / "wav.scp", [f"{u} /x/{u}.wav" for u in utts])
+    write(d / "trials", ["spk1-u0 spk1-u1 target", "spk1-u0 spk1-u2 target"])
+    r = run(root, recipe_env, "validate_data_dir.sh", "--no-feats", d)
+    assert r.returncode == 1
+    assert (f"{d}/trials:1: all 2 trials are target: EER and minDCF need nontarget trials too "
+            "(a test set of one speaker?)") in r.stderr, r.stderr
+    write(d / "trials", ["spk1-u0 spk1-u1 nontarget"])
+    with pytest.raises(DataDirError, match="all 1 trials are nontarget: EER and minDCF need target"):
+        validate_data_dir(d, require_feats=False)
 
 
 def test_fix_conflicting_duplicates_and_refusal_to_empty(tmp_path: Path) -> None:

@@ -562,3 +562,21 @@ def test_compression_is_kaldis_speech_feature_method(tmp_path: Path, speech: np.
     assert np.abs(got["u"] - ref).max() < 1e-4 * np.ptp(feats)
     assert np.abs(got["u"] - feats).max() < 0.01 * np.ptp(feats)
     assert np.abs(got["short"] - feats[:5]).max() < 1e-4 * np.ptp(feats[:5])
+
+
+def test_a_trial_naming_an_unknown_utterance_stops_stage_1_before_any_work(tmp_path: Path,
+                                                                          speech_audio: SpeechAudio) -> None:
+    """A trials line naming an utterance not in the data dir is an error (file and line) before MFCC,
+    never a line silently dropped by the repair after it."""
+    data = tmp_path / "data"
+    wav = _make_data(data, speech_audio, n=4)
+    utts = sorted(wav)
+    lines = [f"{utts[0]} {utts[1]} target", f"{utts[0]} {utts[2]} nontarget",
+             f"{utts[0]} spk999-u9 nontarget"]
+    (data / "trials").write_text("".join(x + "\n" for x in lines))
+    p = _run("steps/make_mfcc.sh", "--nj", "1", str(data), str(tmp_path / "log"), str(tmp_path / "mfcc"),
+             check=False)
+    assert p.returncode != 0
+    assert f"{data}/trials:3: unknown utterance 'spk999-u9' (not in utt2spk)" in p.stderr, p.stderr
+    assert not list((tmp_path / "mfcc").glob("*.ark")) and not (data / "feats.scp").exists()
+    assert (data / "trials").read_text().count("\n") == 3

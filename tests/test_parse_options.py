@@ -119,6 +119,9 @@ def test_only_the_scripts_lower_case_variables_are_options(script: Path, opt: st
     (["--stage", "5", "--stop-stage", "2"], "--stage 5 is after --stop-stage 2: no stage to run"),
     (["--PATH", "/x"], "invalid option --PATH"),
     (["--run-command", "x"], "invalid option --run-command"),
+    (["--num-clusters", "-3"], "--num-clusters must be an integer >= 2, got '-3'"),
+    (["--num-clusters", "1"], "--num-clusters must be an integer >= 2, got '1'"),
+    (["--device", "gpu"], "--device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
 ])
 def test_run_sh_rejects_bad_stage_ranges_before_any_work(root: Path, tmp_path: Path, args: list[str],
                                                         message: str) -> None:
@@ -126,3 +129,15 @@ def test_run_sh_rejects_bad_stage_ranges_before_any_work(root: Path, tmp_path: P
                        capture_output=True, text=True)
     assert r.returncode != 0 and message in r.stderr, r.stderr
     assert "done" not in r.stdout and not (tmp_path / "data").exists()
+
+
+def test_run_sh_cuda_on_a_machine_without_cuda_is_one_line(root: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = subprocess.run([str(root / "run.sh"), "--data", str(tmp_path / "data"), "--device", "cuda"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith(
+        f"{root}/run.sh: --device cuda: CUDA is not available (torch "), r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "data").exists()

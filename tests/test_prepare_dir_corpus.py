@@ -86,14 +86,15 @@ def test_pipes_real_speech(root, recipe_env, speechocean, tmp_path):
             (src / f"spk{s}").mkdir(parents=True, exist_ok=True)
             (src / f"spk{s}" / f"{u}.flac").symlink_to(speechocean / "audio" / f"{u}.flac")
     out = tmp_path / "data"
-    run(root, recipe_env, "--num-test-spk", 1, "--use-pipes", "true", "--ext", "flac", src, out, "so")
+    run(root, recipe_env, "--num-test-spk", 2, "--use-pipes", "true", "--ext", "flac", src, out, "so")
     scp = {**read_scp(out / "so_train/wav.scp"), **read_scp(out / "so_test/wav.scp")}
     assert len(scp) == 80 and all(e.startswith("sox ") and e.endswith(" -t wav - |") for e in scp.values())
     utt = c_sorted(scp)[0]
     assert utt == f"spk{spks[0]}-{c_sorted(u for u in u2s if u2s[u] == spks[0])[0]}"
     x, sr = read_audio(scp[utt])
     assert sr == 16000 and len(x) == sf.info(str(src / utt.replace("-", "/", 1)) + ".flac").frames
-    assert len((out / "so_test/trials").read_text().splitlines()) == 190  # 20 utterances, all target
+    trials = [t.split()[2] for t in (out / "so_test/trials").read_text().splitlines()]
+    assert (trials.count("target"), trials.count("nontarget")) == (2 * 190, 400)  # 2 x C(20,2), 20 x 20
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")

@@ -130,10 +130,14 @@ def test_official_layout(root, recipe_env, speechocean, tmp_path):
     # one official half only: its speakers are split by seed
     one = tmp_path / "one"
     make_official(one, speechocean, {"test": ["0006", "0036", "0048", "0053"]}, n_utt=2)
-    run(root, recipe_env, "--num-test-spk", 1, one, tmp_path / "one_data")
+    run(root, recipe_env, "--num-test-spk", 2, one, tmp_path / "one_data")
     tr = set(read_map(tmp_path / "one_data/speechocean762_train/utt2spk").values())
     te = set(read_map(tmp_path / "one_data/speechocean762_test/utt2spk").values())
-    assert len(tr) == 3 and len(te) == 1 and tr | te == {"0006", "0036", "0048", "0053"}
+    assert len(tr) == 2 and len(te) == 2 and tr | te == {"0006", "0036", "0048", "0053"}
+    # a one-speaker test set (only target trials, no EER) is refused at preparation
+    p = run(root, recipe_env, "--num-test-spk", 1, one, tmp_path / "one_spk", ok=False)
+    assert "a test set needs at least 2 speakers (one speaker gives only target trials" in p.stderr, p.stderr
+    assert not (tmp_path / "one_spk/speechocean762_test").exists()
 
 
 def test_errors(root, recipe_env, speechocean, tmp_path):

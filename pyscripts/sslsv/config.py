@@ -62,7 +62,11 @@ def typed(value: Any, default: Any, where: str) -> Any:
     string and ``3`` as an int, so a float option given as ``1e-4`` or an int option given as ``3e3``
     would otherwise reach the code with the wrong type. Booleans, strings and options whose default is
     None or another type, and the word ``auto`` (options that derive their value), are returned as YAML
-    read them; a value that is not a number of the expected kind is an error naming ``where``."""
+    read them; a value that is not a number of the expected kind, or not true / false for a boolean
+    option, is an error naming ``where``."""
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise DataError(f"{where}: expected true or false (like the default {str(default).lower()}), "
+                        f"got {value!r}")
     if (isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, bool)
             or value == "auto"):
         return value

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from .tables import DataError
+
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """Turn a ``--device`` value into a torch device; ``auto`` picks CUDA when available.
+    """Turn a ``--device`` value into a torch device; ``auto`` picks CUDA when available. A device this
+    machine lacks is a DataError (one line on the console, before any work), not a traceback.
 
     TF32 matmuls are switched off: GMM log-likelihoods are differences of large terms, and TF32's
     10-bit mantissa would change Gaussian selection and posteriors (see docs on numerics).
@@ -15,7 +18,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
     torch.backends.cudnn.allow_tf32 = False
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise DataError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DataError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {spec}: CUDA is not available (torch {torch.__version__})")
+        raise DataError(f"--device {spec}: CUDA is not available (torch {torch.__version__})")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DataError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev

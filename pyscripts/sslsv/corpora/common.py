@@ -51,9 +51,13 @@ def write_data_dir(out_dir: str | os.PathLike, wav_scp: dict[str, str], utt2spk:
 
 
 def split_speakers(speakers: Iterable[str], num_test: int, seed: int) -> tuple[list[str], list[str]]:
-    """Choose ``num_test`` test speakers at random (fixed seed); return ``(train, test)``, each C-sorted."""
+    """Choose ``num_test`` test speakers at random (fixed seed); return ``(train, test)``, each C-sorted.
+    A test set needs two speakers at least: one speaker gives only target trials, and no EER."""
     spks = c_sorted(set(speakers))
-    if not 0 < num_test < len(spks):
+    if num_test < 2:
+        raise DataError(f"a test set needs at least 2 speakers (one speaker gives only target trials, "
+                        f"and no EER); got {num_test}")
+    if not num_test < len(spks):
         raise DataError(f"cannot take {num_test} test speakers out of {len(spks)}")
     test = set(random.Random(seed).sample(spks, num_test))
     return [s for s in spks if s not in test], [s for s in spks if s in test]

@@ -245,8 +245,9 @@ def design_speakers(num_speakers: int, rng: random.Random, per_voice: int = 2) -
 
 def plan_corpus(num_train_spk: int, num_test_spk: int, utts_per_spk: int, seed: int) -> Plan:
     """Draw the whole corpus (speakers, texts, per-utterance conditions, split) from ``seed``."""
-    if num_train_spk < 1 or num_test_spk < 1:
-        raise DataError(f"need at least one train and one test speaker (got {num_train_spk}, {num_test_spk})")
+    if num_train_spk < 1 or num_test_spk < 2:
+        raise DataError(f"need at least one train speaker and two test speakers (one test speaker gives only "
+                        f"target trials, and no EER; got {num_train_spk}, {num_test_spk})")
     if utts_per_spk < 2:
         raise DataError(f"need at least 2 utterances per speaker for target trials (got {utts_per_spk})")
     if num_train_spk + num_test_spk > 1000 or utts_per_spk > 1000:

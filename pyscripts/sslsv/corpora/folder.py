@@ -85,7 +85,7 @@ def sox_pipe(path: str) -> str:
 
 
 def num_test_of(num_spk: int, num_test_spk: int | None, test_fraction: float | None) -> int:
-    """Number of test speakers: ``num_test_spk``, else ``round(test_fraction * num_spk)`` (at least 1);
+    """Number of test speakers: ``num_test_spk``, else ``round(test_fraction * num_spk)`` (at least 2);
     the default is a fraction of 0.2."""
     if num_test_spk is not None and test_fraction is not None:
         raise DataError("give either the number of test speakers or the test fraction, not both")
@@ -93,7 +93,7 @@ def num_test_of(num_spk: int, num_test_spk: int | None, test_fraction: float | N
         f = 0.2 if test_fraction is None else test_fraction
         if not 0 < f < 1:
             raise DataError(f"test fraction {f} is not between 0 and 1")
-        num_test_spk = min(max(1, round(f * num_spk)), num_spk - 1)
+        num_test_spk = min(max(2, round(f * num_spk)), num_spk - 1)
     return num_test_spk
 
 

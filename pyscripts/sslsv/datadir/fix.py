@@ -1,7 +1,8 @@
 """Repair of a Kaldi data dir (``utils/fix_data_dir.sh``): keep the utterances every table agrees on,
 drop speakers left without utterances, re-sort, rebuild ``spk2utt``; optionally drop utterances whose
 audio is unusable. Every dropped utterance is logged with its reason and file:line; the originals of
-rewritten files go to ``<data>/.backup/`` first and every file is written atomically."""
+rewritten files go to ``<data>/.backup/`` first (numbered, never overwritten) and every file is written
+atomically; trials naming a dropped utterance are dropped and counted in the summary line."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class FixReport:
     dropped: dict[str, tuple[str, str]] = field(default_factory=dict)   # utt -> (where, why)
     rewritten: list[str] = field(default_factory=list)
     log: Path | None = None
+    trials_total: int = 0                        # lines of trials (0: no trials file)
+    trials_kept: int = 0
 
     def summary(self) -> str:
         """One line for the terminal."""
@@ -37,8 +40,10 @@ class FixReport:
             return f"{self.data}: nothing to fix ({self.kept} utterances, {self.speakers_kept} speakers)"
         spk = (f"; {self.speakers_kept} of {self.speakers_total} speakers"
                if self.speakers_kept != self.speakers_total else "")
-        return (f"kept {self.kept} of {self.total} utterances ({self.total - self.kept} dropped{spk}, "
-                f"see {self.log})")
+        trials = (f"; {self.trials_total - self.trials_kept} of {self.trials_total} trials dropped"
+                  if self.trials_kept != self.trials_total else "")
+        return (f"kept {self.kept} of {self.total} utterances ({self.total - self.kept} dropped{spk}"
+                f"{trials}, see {self.log})")
 
 
 def _render(table: dict[str, str]) -> list[str]:
@@ -135,8 +140,10 @@ def fix_data_dir(data: str | os.PathLike, *, check_audio_files: bool = False, sa
     new["spk2utt"] = _render({s: " ".join(us) for s, us in spk2utt.items()})
     for name, scan in spk_scans.items():
         new[name] = _render({s: scan.first[s].value for s in spk2utt if s in scan.first})
+    trials_total = trials_kept = 0
     if (d / "trials").is_file():
         tr = scan_trials(d / "trials")
+        trials_total = len(tr.rows) + len(tr.bad)
         for lineno, _, why in tr.bad:
             log.append(f"drop line {tr.where(lineno)}: {why}")
         lines = []
@@ -147,6 +154,7 @@ def fix_data_dir(data: str | os.PathLike, *, check_audio_files: bool = False, sa
             else:
                 lines.append(f"{row.key} {row.value}")
         new["trials"] = lines
+        trials_kept = len(lines)
 
     rewritten = []
     for name, lines in new.items():
@@ -158,11 +166,13 @@ def fix_data_dir(data: str | os.PathLike, *, check_audio_files: bool = False, sa
             copy_to_backup(d, name)
         write_lines(path, lines)
         rewritten.append(name)
-    report = FixReport(d, len(all_utts), len(utt2spk), speakers_total, len(spk2utt), dropped, rewritten)
+    report = FixReport(d, len(all_utts), len(utt2spk), speakers_total, len(spk2utt), dropped, rewritten,
+                       trials_total=trials_total, trials_kept=trials_kept)
     if rewritten:
         report.log = d / ".backup" / LOG_NAME
         header = [f"# fix_data_dir {d} at {time.strftime('%Y-%m-%d %H:%M:%S')}",
                   f"# rewrote {' '.join(rewritten)} (originals in {d / '.backup'})",
                   f"# {report.summary()}"]
-        write_lines(report.log, header + log)
+        earlier = report.log.read_text().splitlines() if report.log.is_file() else []
+        write_lines(report.log, earlier + header + log)   # every run's record, oldest first
     return report

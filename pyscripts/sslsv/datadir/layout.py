@@ -264,10 +264,17 @@ def write_bytes(path: Path, content: bytes) -> None:
         tmp.write_bytes(content)
 
 
-def copy_to_backup(data: Path, name: str) -> None:
-    """Copy ``data/name`` into ``data/.backup/`` (atomically) before it is rewritten."""
+def copy_to_backup(data: Path, name: str) -> Path:
+    """Copy ``data/name`` into ``data/.backup/`` (atomically) before it is rewritten, and return the copy.
+    A backup is never overwritten: the first is ``.backup/<name>``, later ones ``.backup/<name>.1``,
+    ``.2``, ... (so the original of the first repair is always ``.backup/<name>``)."""
     backup = data / ".backup"
     backup.mkdir(exist_ok=True)
+    dest, n = backup / name, 0
+    while dest.exists():
+        n += 1
+        dest = backup / f"{name}.{n}"
     tmp = backup / f".{name}.tmp"
     shutil.copy2(data / name, tmp)
-    os.replace(tmp, backup / name)
+    os.replace(tmp, dest)
+    return dest

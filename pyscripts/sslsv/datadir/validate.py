@@ -202,6 +202,12 @@ def validate_data_dir(data: str | os.PathLike, *, require_feats: bool = True, re
                 r, u = unknown[0]
                 problems.append(Problem(tr.where(r.lineno), f"unknown utterance {u!r} (not in utt2spk)"
                                         + _more(len({u for _, u in unknown}) - 1), u))
+            kinds = {r.value.split()[1] for r in tr.rows}
+            if tr.rows and len(kinds) == 1:
+                lacking = ({"target", "nontarget"} - kinds).pop()
+                problems.append(Problem(tr.where(tr.rows[0].lineno),
+                                        f"all {len(tr.rows)} trials are {kinds.pop()}: EER and minDCF need "
+                                        f"{lacking} trials too (a test set of one speaker?)"))
     for name in ("feats.scp", "vad.scp", "cmvn.scp"):
         if name in scans:
             problems += _ark_problems(scans[name])
