@@ -86,7 +86,7 @@ if ! $cmd JOB=1:"$nj" "$logdir/vad_$name.JOB.log" \
   exit 1
 fi
 
-tmp=$(mktemp "$data/.vad.scp.XXXXXX")
+tmp=$(mktemp -u "$data/.vad.scp.XXXXXX")   # -u: the redirect below creates it with the umask's mode
 trap 'rm -f "$tmp"' EXIT
 for n in $(seq "$nj"); do cat "$vaddir/vad_$name.$n.scp"; done | LC_ALL=C sort > "$tmp"
 nf=$(wc -l < "$data/feats.scp")

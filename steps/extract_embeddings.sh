@@ -56,7 +56,7 @@ $cmd JOB=1:"$nj" "$dir/log/extract.JOB.log" \
   || { grep -h "error" "$dir"/log/extract.*.log 2>/dev/null | head -5 >&2 || true
        echo "$0: extraction failed; see $dir/log/extract.*.log" >&2; exit 1; }
 
-tmp=$(mktemp "$dir/.xvector.scp.XXXXXX")
+tmp=$(mktemp -u "$dir/.xvector.scp.XXXXXX")   # -u: the redirect below creates it with the umask's mode
 trap 'rm -f "$tmp"' EXIT
 for n in $(seq "$nj"); do cat "$dir/xvector.$n.scp"; done | LC_ALL=C sort > "$tmp"
 nv=$(wc -l < "$tmp")

@@ -437,3 +437,33 @@ def test_speechocean762_validates_fast(tmp_path: Path, root: Path, recipe_env: d
     assert len(e.value.problems) == 125 and "expected 8000 Hz" in e.value.problems[0].message
     listed = str(e.value).splitlines()
     assert listed[0] == f"{sub}: 125 problems:" and listed[-1] == "  ... and 115 more" and len(listed) == 12
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o022, 0o027])
+def test_outputs_get_the_mode_of_the_umask(tmp_path: Path, root: Path, recipe_env: dict[str, str],
+                                           mask: int) -> None:
+    """Atomic writes (tables, archives, anything through atomic_path) get 0666 less the umask, as a plain
+    open() would, not mkstemp's 0600: group members of a shared server read what the recipe wrote."""
+    code = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from sslsv.features.archive import ArkScpWriter
+from sslsv.tables import atomic_path, write_lines
+d = Path(sys.argv[1])
+write_lines(d / "utt2spk", ["a x"])
+with ArkScpWriter(d / "f.ark", d / "f.scp") as w:
+    w.write("a", np.zeros((3, 2), dtype=np.float32))
+with atomic_path(d / "m.npy") as tmp, open(tmp, "wb") as f:
+    np.save(f, np.zeros(2))
+"""
+    r = subprocess.run(["bash", "-c", f"umask {mask:03o} && python3 -c \"$0\" \"$1\"", code, str(tmp_path)],
+                       capture_output=True, text=True, env=recipe_env)
+    assert r.returncode == 0, r.stderr
+    for name in ("utt2spk", "f.ark", "f.scp", "m.npy"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+    # shell steps do not move mkstemp-made (0600) files into place either
+    for script in sorted((root / "steps").glob("*.sh")) + sorted((root / "utils").glob("*.sh")):
+        for line in script.read_text().splitlines():
+            if "mktemp" in line and not line.lstrip().startswith("#"):
+                assert "mktemp -d" in line or "mktemp -u" in line, f"{script}: {line}"

@@ -69,15 +69,39 @@ def read_map(path: str | os.PathLike) -> dict[str, str]:
     return {k: v[0] for k, v in read_table(path, 2, 2)}
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error remove it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def umask() -> int:
+    """The process's umask (read without changing it where /proc tells, else set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def mkstemp_beside(path: Path) -> str:
+    """A new empty temporary file ``.<name>.*.tmp`` in ``path``'s folder with the umask's mode, for an
+    output that is renamed onto ``path`` when complete."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error remove it.
+    The file gets the mode a plain ``open()`` would give (0666 less the umask), not ``mkstemp``'s 0600:
+    on a shared server the group reads what the recipe writes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = mkstemp_beside(path)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

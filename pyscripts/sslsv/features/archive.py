@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
 import kaldiio
 import numpy as np
+
+from ..tables import mkstemp_beside
 
 # Kaldi's copy-feats --compress=true default (--compression-method=1, "automatic"): the 8-bit
 # "speech feature" method (kSpeechFeature) for matrices with more than 8 rows, two-byte otherwise.
@@ -31,17 +32,12 @@ class ArkScpWriter:
         self.compress = compress
         self.ark.parent.mkdir(parents=True, exist_ok=True)
         self.scp.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp_ark = self._mktemp(self.ark)
-        self._tmp_scp = self._mktemp(self.scp)
+        self._tmp_ark = mkstemp_beside(self.ark)
+        self._tmp_scp = mkstemp_beside(self.scp)
         self._fa = open(self._tmp_ark, "wb")
         self._fs = open(self._tmp_scp, "w", encoding="utf-8")
         self.count = 0
 
-    @staticmethod
-    def _mktemp(path: Path) -> str:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        return tmp
 
     def write(self, key: str, array: np.ndarray) -> None:
         """Append one entry; the scp offset points just past ``<key> `` as Kaldi's does."""
