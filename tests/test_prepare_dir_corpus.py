@@ -132,3 +132,32 @@ def test_errors(root, recipe_env, corpus, tmp_path):
     assert f"{src}/stray.wav: audio directly in" in p.stderr
     p = run(root, recipe_env, "--bogus", 1, src, out, ok=False)
     assert "invalid option --bogus" in p.stderr
+
+
+def test_stage0_sees_files_added_or_replaced_inside_speaker_folders(root, corpus, tmp_path):
+    """run.sh's stage-0 stamp covers every file under the corpus folder, not the top folder's mtime: a
+    file added to a speaker's sub-folder, or audio replaced in place, makes stage 0 prepare again (before,
+    both left it "up to date" with a stale utt2dur)."""
+    src, lengths = corpus
+    data = tmp_path / "data"
+    cmd = [str(root / "run.sh"), "--corpus", "dir", "--corpus-dir", str(src), "--data", str(data),
+           "--exp", str(tmp_path / "exp"), "--num-test-spk", "2", "--stop-stage", "0"]
+
+    def stage0() -> str:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    def durations() -> dict[str, float]:
+        return {u: float(v) for part in ("dir_train", "dir_test")
+                for u, v in read_map(data / part / "utt2dur").items()}
+
+    stage0()
+    assert "up to date" in stage0()
+    tone(src / "alice/day1/x/d.wav", 12000)                    # new file, two folders down
+    assert "up to date" not in stage0()
+    assert durations()["alice-day1-x-d"] == pytest.approx(12000 / 16000)
+    tone(src / "bob/day1/b.flac", 40000, "FLAC")               # audio replaced in place
+    assert "up to date" not in stage0()
+    assert durations()["bob-day1-b"] == pytest.approx(40000 / 16000)
+    assert "up to date" in stage0()

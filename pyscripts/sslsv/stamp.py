@@ -1,9 +1,11 @@
 """Done-stamps that make stages idempotent: a stage records a fingerprint of its inputs and options
 when it finishes; a rerun with the same fingerprint is skipped, a changed input or option redoes it.
 
-The fingerprint covers the content of each input file (text tables, configs, models) and, for a
-``wav.scp``, the size and modification time of every audio file it names, so replacing audio
-invalidates the features made from it.
+The fingerprint covers the content of each input file (text tables, configs, models), for a
+``wav.scp`` the size and modification time of every audio file it names, so replacing audio
+invalidates the features made from it, and for a folder (a corpus read by stage 0) the relative path,
+size and modification time of every file beneath it, so a file added to a speaker folder or audio
+replaced in place is seen (a folder's own mtime changes only when its direct entries do).
 """
 
 from __future__ import annotations
@@ -39,6 +41,30 @@ def _audio_paths(wav_scp: Path) -> list[str]:
     return paths
 
 
+def _tree(root: Path) -> list[str]:
+    """``relative-path:size:mtime_ns`` of every file under ``root`` (symbolic links followed, as the
+    corpus readers follow them; hidden entries skipped), in sorted order."""
+    out: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for d, dirs, files in os.walk(root, followlinks=True):
+        st = os.stat(d)
+        if (st.st_dev, st.st_ino) in seen:      # a link cycle
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for f in sorted(files):
+            if f.startswith("."):
+                continue
+            p = os.path.join(d, f)
+            try:
+                s = os.stat(p)
+                out.append(f"{os.path.relpath(p, root)}:{s.st_size}:{s.st_mtime_ns}")
+            except OSError:
+                out.append(f"{os.path.relpath(p, root)}:<missing>")
+    return out
+
+
 def fingerprint(inputs: list[str | os.PathLike], options: str = "") -> str:
     """SHA-1 over the options string, the inputs' contents and the audio files a wav.scp names."""
     h = hashlib.sha1()
@@ -49,7 +75,9 @@ def fingerprint(inputs: list[str | os.PathLike], options: str = "") -> str:
             h.update(b"<missing>")
             continue
         st = p.stat()
-        if p.is_file() and st.st_size <= _CONTENT_LIMIT:
+        if p.is_dir():
+            h.update("\n".join(_tree(p)).encode())
+        elif st.st_size <= _CONTENT_LIMIT:
             h.update(p.read_bytes())
         else:
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
