@@ -158,7 +158,7 @@ elif in_stages 0; then
   [ -n "$num_test_spk" ] && test_opt=(--num-test-spk "$num_test_spk")
   case $corpus in
     demo)
-      local/make_demo_corpus.sh --nj "$nj" --seed "$seed" "$corpus_dir" "$data" ;;
+      local/make_demo_corpus.sh --nj "$nj" --seed "$seed" --name "$name" "$corpus_dir" "$data" ;;
     speechocean762)
       [ -n "$corpus_dir" ] || { echo "$0: --corpus speechocean762 needs --corpus-dir" >&2; exit 1; }
       local/prepare_speechocean762.sh --name "$name" --seed "$seed" "${test_opt[@]}" "$corpus_dir" "$data" ;;

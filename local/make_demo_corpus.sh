@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Synthesises the embedded demo corpus (flite / espeak-ng voices, per-speaker pitch, formant and channel,
 # per-utterance text, rate, reverberation and noise; deterministic for a seed) and writes the data dirs
-#   <data-root>/demo_train/{wav.scp,utt2spk,spk2utt,utt2dur}
-#   <data-root>/demo_test/{wav.scp,utt2spk,spk2utt,utt2dur,trials}
+#   <data-root>/<name>_train/{wav.scp,utt2spk,spk2utt,utt2dur}
+#   <data-root>/<name>_test/{wav.scp,utt2spk,spk2utt,utt2dur,trials}      (--name, default demo)
 # 16 kHz mono 16-bit WAV files go to <audio-dir>, with a done-stamp: a rerun with the same options is
 # skipped, changed options rebuild it. Details: pyscripts/sslsv/corpora/demo.py.
 set -euo pipefail
@@ -11,6 +11,7 @@ num_train_spk=48
 num_test_spk=12
 utts_per_spk=16
 seed=0
+name=demo
 nj=$(nproc 2>/dev/null || echo 2)
 help_message="Usage: $0 [options] <audio-dir> <data-root>
  e.g.: $0 --nj 4 corpora/demo data
@@ -19,6 +20,7 @@ Options:
   --num-test-spk N    [$num_test_spk]  test speakers (disjoint from the training ones)
   --utts-per-spk N    [$utts_per_spk]  utterances per speaker
   --seed N            [$seed]  same seed, byte-identical audio
+  --name NAME         [$name]  data dirs <data-root>/NAME_train and NAME_test
   --nj N              [$nj]  parallel synthesis jobs"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,4 +45,4 @@ fi
 
 . "$root/path.sh"
 make_demo_corpus.py --num-train-spk "$num_train_spk" --num-test-spk "$num_test_spk" \
-  --utts-per-spk "$utts_per_spk" --seed "$seed" --nj "$nj" "$audio_dir" "$data_root"
+  --utts-per-spk "$utts_per_spk" --seed "$seed" --nj "$nj" --name "$name" "$audio_dir" "$data_root"

@@ -127,6 +127,22 @@ def test_deterministic_rerun_skipped_and_option_change_rebuilds(corpus, tmp_path
     assert len(read_map(tmp_path / "data/demo_train/utt2spk")) == 8
 
 
+def test_name_gives_its_own_data_dirs(corpus, tmp_path, root, recipe_env):
+    """--name (run.sh passes its own) writes <name>_train / <name>_test and leaves demo_* alone: before,
+    another name rewrote data/demo_* to point at the other audio."""
+    shutil.copytree(corpus / "data", tmp_path / "data")
+    before = {f: f.read_bytes() for f in (tmp_path / "data").rglob("*") if f.is_file()}
+    p = build(root, recipe_env, tmp_path, "--name", "demo2")
+    assert "skipping" not in p.stdout
+    assert {f: f.read_bytes() for f in before} == before
+    scp = read_scp(tmp_path / "data/demo2_train/wav.scp")
+    assert len(scp) == 16 and all(v.startswith(str(tmp_path / "audio")) for v in scp.values())
+    assert (tmp_path / "data/demo2_test/trials").is_file()
+    assert "skipping" in build(root, recipe_env, tmp_path, "--name", "demo2").stdout
+    run_sh = (root / "run.sh").read_text()
+    assert 'local/make_demo_corpus.sh --nj "$nj" --seed "$seed" --name "$name"' in run_sh
+
+
 def test_killed_build_resumes_without_truncated_files(corpus, tmp_path, root, recipe_env):
     reference = checksums(corpus / "audio")
     cmd = [str(root / "local/make_demo_corpus.sh"), *SMALL, "--nj", "1", str(tmp_path / "audio"),
@@ -141,7 +157,7 @@ def test_killed_build_resumes_without_truncated_files(corpus, tmp_path, root, re
     partial = checksums(tmp_path / "audio")
     assert 0 < len(partial) < NUM_UTTS
     assert all(reference[k] == v for k, v in partial.items())  # every WAV present is complete
-    assert not (tmp_path / "audio/.demo_corpus.done").exists()
+    assert not (tmp_path / "audio/.demo_corpus.demo.done").exists()
     out = build(root, recipe_env, tmp_path, "--nj", "2").stdout
     assert f"synthesising {NUM_UTTS - len(partial)} ({len(partial)} already done)" in out
     assert checksums(tmp_path / "audio") == reference

@@ -412,8 +412,8 @@ def describe_speaker(s: Speaker) -> str:
 
 def build_demo_corpus(audio_dir: str | os.PathLike, data_root: str | os.PathLike, num_train_spk: int = 48,
                       num_test_spk: int = 12, utts_per_spk: int = 16, seed: int = 0,
-                      nj: int | None = None, log: Callable[[str], None] = print) -> bool:
-    """Synthesise the corpus into ``audio_dir`` and write ``<data_root>/demo_{train,test}`` (+ trials).
+                      nj: int | None = None, log: Callable[[str], None] = print, name: str = "demo") -> bool:
+    """Synthesise the corpus into ``audio_dir`` and write ``<data_root>/<name>_{train,test}`` (+ trials).
 
     Skipped when the stamp in ``audio_dir`` matches the options and the outputs; returns whether it
     built. A killed build is resumed: finished WAVs of the same plan (they are written atomically) are
@@ -423,14 +423,14 @@ def build_demo_corpus(audio_dir: str | os.PathLike, data_root: str | os.PathLike
 
     audio_dir = Path(audio_dir).resolve()
     data_root = Path(data_root)
-    train_dir, test_dir = data_root / "demo_train", data_root / "demo_test"
+    train_dir, test_dir = data_root / f"{name}_train", data_root / f"{name}_test"
     outputs = [d / f for d in (train_dir, test_dir) for f in ("wav.scp", "utt2spk", "spk2utt", "utt2dur")]
     outputs.append(test_dir / "trials")
     check_tools()
     plan_id = (f"{VERSION} train={num_train_spk} test={num_test_spk} utts={utts_per_spk} seed={seed} "
                f"tools={tool_versions()}")
     opts = f"{plan_id} audio={audio_dir} data={data_root.resolve()}"
-    stamp = audio_dir / ".demo_corpus.done"
+    stamp = audio_dir / f".demo_corpus.{name}.done"
     if is_done(stamp, outputs, opts):
         log(f"make_demo_corpus: {train_dir} and {test_dir} are up to date (stamp {stamp}); skipping")
         return False
