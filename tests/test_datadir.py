@@ -64,7 +64,11 @@ def audio_dir(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
         "s3-noprog": (f"no-such-program-xyz {a / 'g1.wav'} |", "no-such-program-xyz"),
         "s3-pipe-missing": (f"sox {a / 'gone.flac'} -t wav - |", "gone.flac"),
         "s3-short": (tone(a / "short.wav", n=50), "only 50 samples"),
+        "s3-truncated": (str(a / "trunc.wav"), "WAV header promises 1600 samples (3200 bytes of data) but the "
+                                               "file holds 700 (truncated copy?)"),
     }
+    full = Path(tone(a / "full.wav")).read_bytes()          # 44-byte header + 1600 samples
+    (a / "trunc.wav").write_bytes(full[:44 + 1400])
     d = tmp_path / "data"
     d.mkdir()
     utts = sorted(entries)
@@ -103,7 +107,7 @@ def test_check_audio_reports_each_bad_entry_at_its_line(tmp_path: Path, root: Pa
     r = run(root, recipe_env, "validate_data_dir.sh", "--no-feats", "--check-audio", "--sample-rate", "16000",
             "--min-samples", "100", d)
     assert r.returncode == 1
-    assert "data: 8 problems:" in r.stderr
+    assert "data: 9 problems:" in r.stderr
     assert f"{d}/wav.scp:{line_of(d / 'wav.scp', 's3-short')}: only 50" in r.stderr
 
 

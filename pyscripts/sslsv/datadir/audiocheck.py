@@ -1,7 +1,8 @@
 """Checking the audio that ``wav.scp`` names, before any long computation reads it.
 
 A file entry is checked from its header only (``sslsv.audio.audio_info``): it must exist, be readable,
-mono, non-empty, at the expected sample rate and at least ``min_samples`` long. Running a pipe entry
+mono, non-empty, at the expected sample rate and at least ``min_samples`` long, and a WAV must hold the
+data its header declares (a truncated copy is otherwise read as a shorter file, with no word). Running a pipe entry
 costs as much as decoding the audio, so by default a pipe is checked statically: every program in it
 must be on ``PATH`` and every argument that looks like a file must exist; ``run_pipes`` runs them.
 """
@@ -78,6 +79,46 @@ def _check_samples(num: int, rate: int, channels: int, sample_rate: int | None, 
     return None
 
 
+def wav_shortfall(path: str) -> str | None:
+    """For a RIFF/WAVE file, compare the size its ``data`` chunk header declares with the bytes the file
+    holds after it; return a message when the header promises more than the file has (a truncated copy:
+    libsndfile then silently returns the samples present, as if the file were shorter), else None.
+    Streaming placeholders (size 0 or 0xFFFFFFFF) and non-WAV files are not judged."""
+    import struct
+
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block = None
+            while True:
+                ch = f.read(8)
+                if len(ch) < 8:
+                    return None
+                cid, clen = ch[:4], struct.unpack("<I", ch[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(clen)
+                    if len(fmt) >= 14:
+                        block = struct.unpack("<H", fmt[12:14])[0]
+                    if clen % 2:
+                        f.seek(1, os.SEEK_CUR)
+                    continue
+                if cid == b"data":
+                    if clen in (0, 0xFFFFFFFF):
+                        return None
+                    have = size - f.tell()
+                    if have >= clen:
+                        return None
+                    block = block or 1
+                    return (f"WAV header promises {clen // block} samples ({clen} bytes of data) but the file "
+                            f"holds {have // block} (truncated copy?)")
+                f.seek(clen + clen % 2, os.SEEK_CUR)
+    except OSError:
+        return None
+
+
 def check_entry(entry: str, sample_rate: int | None = None, min_samples: int = 0,
                 run_pipes: bool = False) -> str | None:
     """Check one ``wav.scp`` value; return why it is unusable, or None if it is fine."""
@@ -101,7 +142,7 @@ def check_entry(entry: str, sample_rate: int | None = None, min_samples: int = 0
         num, rate, channels = audio_info(path)
     except DataError as e:
         return str(e)
-    return _check_samples(num, rate, channels, sample_rate, min_samples)
+    return _check_samples(num, rate, channels, sample_rate, min_samples) or wav_shortfall(path)
 
 
 def check_audio(entries: Iterable[tuple[str, str]], sample_rate: int | None = None, min_samples: int = 0,
