@@ -20,7 +20,7 @@ name=                   # data set prefix (default: the corpus name); sets are <
 vox1_dir=               # voxceleb: VoxCeleb1 root (default <corpus-dir>/voxceleb1)
 vox2_dir=               # voxceleb: VoxCeleb2 root (default <corpus-dir>/voxceleb2, used when it exists)
 num_test_spk=           # speechocean762 / dir: test speakers split off by seed (default: the script's)
-seed=0                  # seed for everything random (corpus synthesis, speaker split, ...)
+seed=0                  # seed of every random stage (corpus synthesis, speaker split, UBM, clustering, network)
 nj=$(nproc 2>/dev/null || echo 4)   # parallel jobs for the split stages
 device=auto             # auto | cpu | cuda | cuda:N (torch stages)
 data=data               # where data dirs are written
@@ -76,7 +76,8 @@ Options (default in brackets):
   --name PREFIX        [corpus name]  data set prefix
   --vox1-dir DIR / --vox2-dir DIR   VoxCeleb roots (voxceleb)
   --num-test-spk N     [script default] test speakers split off (speechocean762, dir)
-  --seed N             [$seed]
+  --seed N             [$seed]  every random stage; N != 0 names clusterings and networks <...>_sN
+                       (--stage 6 --seed N: new clusterings and networks on the same data and i-vectors)
   --nj N               [$nj]         parallel jobs
   --device D           [$device]      auto | cpu | cuda | cuda:N
   --data DIR [$data]  --exp DIR [exp/<name>]  --mfcc-dir DIR [$mfcc_dir]
@@ -86,7 +87,7 @@ Options (default in brackets):
   --ivector-config F   [$ivector_config]
   --cluster-method M   [$cluster_method]   --num-clusters C [number of training speakers]
   --cluster-config F   [conf/cluster/<method>.yaml]   --cluster-opts 'K=V ...' [$cluster_opts]
-  --cluster-tag NAME   [<method>_c<C>]  name of the pseudo-label set (e.g. kmeans_standard_c48)
+  --cluster-tag NAME   [<method>_c<C>[_sN]]  name of the pseudo-label set (e.g. kmeans_standard_c48)
   --cluster-views BOOL [$cluster_views]     --min-cluster-size N [$min_cluster_size]
   --embed-config F     [$embed_config]   --embed-opts 'S.K=V ...' [$embed_opts]
   --embed-head H       [config's]  softmax | am | cosface | aam | ocsoftmax | adaface
@@ -242,6 +243,10 @@ if [ -z "$num_clusters" ] && [ -f "$data/$train_set/spk2utt" ]; then
   num_clusters=$(wc -l < "$data/$train_set/spk2utt")
 fi
 cluster_tag=${cluster_tag:-${cluster_method}_c${num_clusters}}
+# Another --seed is another result: clusterings and networks of seed N != 0 are named <...>_sN, so a
+# multi-seed run never overwrites or resumes seed 0's (the seed is also in metrics.json / config.yaml).
+seed_suffix=; [ "$seed" = 0 ] || seed_suffix=_s$seed
+cluster_tag+=$seed_suffix
 if in_stages 6; then
   log "stage 6: $cluster_method clustering of $exp/ivectors_$train_set into $num_clusters clusters"
   views_opt=()
@@ -277,7 +282,7 @@ from pathlib import Path
 from sslsv.embed.config import load_embed_config
 c = load_embed_config(sys.argv[1], shlex.split(sys.argv[2]))
 mix = '' if c['mixup']['kind'] == 'none' else f\"_{c['mixup']['kind']}{c['mixup']['alpha']:g}\"
-print(f\"{Path(sys.argv[1]).stem}_{c['head']['name']}{mix}\")" "$embed_config" "$embed_set_opts")
+print(f\"{Path(sys.argv[1]).stem}_{c['head']['name']}{mix}\")" "$embed_config" "$embed_set_opts")$seed_suffix
 fi
 systems=("$cluster_tag:$data/${train_set}_pl_$cluster_tag")
 [ "$supervised" = true ] && systems+=("supervised:$data/$train_set")

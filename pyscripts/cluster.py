@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                              random_state=seed, names=list(GEOMETRIC)) if (~noise).sum() > 1 else {}
     metrics = {m: (geo if m in GEOMETRIC else metrics).get(m) for m in METRICS
                if m in metrics or m in geo}
-    result = {"method": a.method, "estimator": settings["estimator"], "vectors": a.vectors,
+    result = {"method": a.method, "estimator": settings["estimator"],
+              "seed": settings["params"].get("random_state"), "vectors": a.vectors,
               "num_vectors": len(keys), "dim": int(x.shape[1]), "input_norm": settings["input_norm"],
               "n_clusters_requested": n_req, "num_clusters_found": int(np.unique(labels[~noise]).size),
               "num_unassigned": int(noise.sum()),

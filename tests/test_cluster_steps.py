@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from sslsv.cluster import methods
 from sslsv.cluster.metrics import METRICS, clustering_metrics
 from sslsv.cluster.registry import resolved_config
@@ -87,3 +88,23 @@ def test_run_sh_stages_6_7(demo_ivectors: Path, root: Path) -> None:
     assert sizes.min() >= 3
     assert info["utterances"] + info["dropped_utterances"] == 768
     assert (work / "exp/cluster/cimc_c60/curve.tsv").is_file()
+
+
+def test_seed_reaches_clustering_and_names_its_result(demo_ivectors: Path, root: Path) -> None:
+    """run.sh --seed N (N != 0) clusters with random_state N into <method>_c<C>_sN, records the seed, and
+    leaves seed 0's result alone (before, every seed wrote the same directory with random_state 0)."""
+    work = demo_ivectors
+    base = [str(root / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
+            "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+            "--stage", "6", "--stop-stage", "6", "--cluster-method", "kmeans", "--num-clusters", "20"]
+    runs = {}
+    for seed in (0, 7):
+        r = subprocess.run([*base, "--seed", str(seed)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        out = work / "exp/cluster" / ("kmeans_c20" if seed == 0 else f"kmeans_c20_s{seed}")
+        metrics = json.loads((out / "metrics.json").read_text())
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+        assert metrics["seed"] == cfg["params"]["random_state"] == seed
+        runs[seed] = (out / "labels").read_text()
+    assert runs[0] != runs[7]          # k-means++ from another seed: another partition of 768 i-vectors
+    assert json.loads((work / "exp/cluster/kmeans_c20/metrics.json").read_text())["seed"] == 0

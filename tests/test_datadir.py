@@ -64,8 +64,8 @@ def audio_dir(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
         "s3-noprog": (f"no-such-program-xyz {a / 'g1.wav'} |", "no-such-program-xyz"),
         "s3-pipe-missing": (f"sox {a / 'gone.flac'} -t wav - |", "gone.flac"),
         "s3-short": (tone(a / "short.wav", n=50), "only 50 samples"),
-        "s3-truncated": (str(a / "trunc.wav"), "WAV header promises 1600 samples (3200 bytes of data) but the "
-                                               "file holds 700 (truncated copy?)"),
+        "s3-truncated": (str(a / "trunc.wav"),
+                         "WAV header promises 1600 samples (3200 bytes of data) but the file holds 700"),
     }
     full = Path(tone(a / "full.wav")).read_bytes()          # 44-byte header + 1600 samples
     (a / "trunc.wav").write_bytes(full[:44 + 1400])

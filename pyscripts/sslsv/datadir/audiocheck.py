@@ -1,10 +1,11 @@
 """Checking the audio that ``wav.scp`` names, before any long computation reads it.
 
-A file entry is checked from its header only (``sslsv.audio.audio_info``): it must exist, be readable,
-mono, non-empty, at the expected sample rate and at least ``min_samples`` long, and a WAV must hold the
-data its header declares (a truncated copy is otherwise read as a shorter file, with no word). Running a pipe entry
-costs as much as decoding the audio, so by default a pipe is checked statically: every program in it
-must be on ``PATH`` and every argument that looks like a file must exist; ``run_pipes`` runs them.
+A file entry is checked from its header only (``sslsv.audio.audio_info``): it must exist, be
+readable, mono, non-empty, at the expected sample rate and at least ``min_samples`` long, and a WAV
+must hold the data its header declares (a truncated copy is otherwise read as a shorter file, with no
+word). Running a pipe entry costs as much as decoding the audio, so by default a pipe is checked
+statically: every program in it must be on ``PATH`` and every argument that looks like a file must
+exist; ``run_pipes`` runs them.
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ def wav_shortfall(path: str) -> str | None:
                     if have >= clen:
                         return None
                     block = block or 1
-                    return (f"WAV header promises {clen // block} samples ({clen} bytes of data) but the file "
-                            f"holds {have // block} (truncated copy?)")
+                    return (f"WAV header promises {clen // block} samples ({clen} bytes of data) but the "
+                            f"file holds {have // block} (truncated copy?)")
                 f.seek(clen + clen % 2, os.SEEK_CUR)
     except OSError:
         return None
