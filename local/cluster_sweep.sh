@@ -8,7 +8,10 @@
 #
 # Reads exp/<name>/ivectors_<name>_train (and _aug views when present) and data/<name>_train/utt2spk
 # (for the evaluation metrics and the true count C_true; C = multiplier x C_true). Writes
-# exp/<name>/cluster/<method>_c<C>/ and exp/<name>/cluster/table.md.
+# exp/<name>/cluster/<method>_c<C>/ and exp/<name>/cluster/table.md. With --vectors DIR the vectors,
+# utt2spk, spk2utt and views (DIR/aug with its utt2uniq) come from DIR instead, as
+# local/simulate_ivectors.py writes them:
+#   local/cluster_sweep.sh --vectors exp/sim/u60_n100k --multipliers 1 --timeout 3600 sim_u60_n100k
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +22,16 @@ exp=
 device=auto
 seed=0
 set_opts=
+vectors=
+timeout=0
 help_message="Usage: $0 [options] <name>
 Options:
   --methods 'M1 M2 ...'     [$methods]
   --multipliers 'F1 F2 ...' C = F x the number of training speakers [$multipliers]
   --data DIR [$data]  --exp DIR [exp/<name>]  --device D [$device]  --seed N [$seed]
-  --set-opts 'K=V ...'      parameter overrides for every method (e.g. steps=1000)"
+  --set-opts 'K=V ...'      parameter overrides for every method (e.g. steps=1000)
+  --vectors DIR             vectors, utt2spk, spk2utt and aug/ views from DIR (a simulated corpus)
+  --timeout S               stop a cell after S seconds and go on (0: no limit) [$timeout]"
 . ./path.sh
 . utils/parse_options.sh
 [ $# -eq 1 ] || { printf '%s\n' "$help_message" >&2; exit 1; }
@@ -32,11 +39,17 @@ name=$1
 exp=${exp:-exp/$name}
 train=$data/${name}_train
 ivec=$exp/ivectors_${name}_train
-[ -f "$ivec/ivector.scp" ] || { echo "$0: no $ivec/ivector.scp (run stages 0-5 first)" >&2; exit 1; }
-ntrue=$(wc -l < "$train/spk2utt")
 views_opt=()
-[ -f "$exp/ivectors_${name}_train_aug/ivector.scp" ] && \
+if [ -n "$vectors" ]; then
+  train=$vectors ivec=$vectors
+  [ -f "$vectors/aug/ivector.scp" ] && views_opt=(--views "$vectors/aug" --utt2uniq "$vectors/aug/utt2uniq")
+elif [ -f "$exp/ivectors_${name}_train_aug/ivector.scp" ]; then
   views_opt=(--views "$exp/ivectors_${name}_train_aug" --utt2uniq "$data/${name}_train_aug/utt2uniq")
+fi
+[ -f "$ivec/ivector.scp" ] || { echo "$0: no $ivec/ivector.scp (run stages 0-5 first)" >&2; exit 1; }
+[ -f "$train/spk2utt" ] || { echo "$0: no $train/spk2utt" >&2; exit 1; }
+ntrue=$(wc -l < "$train/spk2utt")
+limit=(); [ "$timeout" -gt 0 ] && limit=(timeout "$timeout")
 
 failed=()
 for f in $multipliers; do
@@ -47,7 +60,7 @@ for f in $multipliers; do
     echo "$0: $m, C = $c ($f x $ntrue)"
     nc=(--num-clusters "$c")
     [ "$m" = hdbscan ] && nc=()
-    if ! steps/cluster.sh --method "$m" "${nc[@]}" --device "$device" --seed "$seed" --set-opts "$set_opts" \
+    if ! "${limit[@]}" steps/cluster.sh --method "$m" "${nc[@]}" --device "$device" --seed "$seed" --set-opts "$set_opts" \
         "${views_opt[@]}" --utt2spk "$train/utt2spk" "$ivec" "$exp/cluster/$tag"; then
       failed+=("$tag")
     fi

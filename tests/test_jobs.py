@@ -4,6 +4,7 @@ format, exit codes, --pick reruns, signals, GPU assignment, and the SLURM back-e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -215,6 +216,73 @@ def test_runner_signal_terminates_children(tmp_path: Path, signum: int) -> None:
         ls = lines(tmp_path / f"log/s.{i}.log")
         assert ls[-3] == f"# Terminated by run.py ({signal.Signals(signum).name} received)"
         assert re.match(r"^# Ended \(code 143; signal 15 SIGTERM\) at ", ls[-1])
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, waiting for a parent that will never reap it, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def test_jobs_die_with_a_runner_killed_by_sigkill(tmp_path: Path) -> None:
+    """kill -9 of the runner's process group (run.sh's, in a recipe) stops the jobs within seconds: before,
+    each job's own session outlived it and raced a rerun. The rerun then starts cleanly."""
+    cmd = [sys.executable, RUN, "JOB=1:2", "log/k.JOB.log", "echo", "$$", ">", "pid.JOB", ";",
+           "sleep", "60", "|", "cat"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 20
+    while not all((tmp_path / f"pid.{i}").is_file() and (tmp_path / f"pid.{i}").read_text().strip()
+                  for i in (1, 2)):
+        assert time.time() < deadline, "jobs did not start"
+        time.sleep(0.05)
+    pids = [int((tmp_path / f"pid.{i}").read_text()) for i in (1, 2)]
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 10
+    while any(_alive(pid) for pid in pids):
+        assert time.time() < deadline, "jobs outlived their runner"
+        time.sleep(0.1)
+    for i in (1, 2):
+        text = (tmp_path / f"log/k.{i}.log").read_text()
+        assert f"the runner (pid {p.pid}) is gone: stopping this job" in text
+    r = run([RUN, "JOB=1:2", "log/k.JOB.log", "echo", "again"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "again" in lines(tmp_path / "log/k.1.log")
+
+
+def test_a_log_held_by_a_live_job_is_never_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A job whose log (its stdout) is still held by a live process of an earlier run is not started over
+    it: the runner waits for the lock, and fails with a clear message if it is not released."""
+    import sslsv.jobs as jobs
+
+    (tmp_path / "log").mkdir()
+    log = tmp_path / "log/x.log"
+    holder = subprocess.Popen(["flock", str(log), "sleep", "30"], start_new_session=True)
+    try:
+        deadline = time.time() + 10
+        while subprocess.run(["flock", "-n", str(log), "true"]).returncode == 0:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        monkeypatch.setattr(jobs, "LOG_LOCK_WAIT", 0.5)
+        monkeypatch.chdir(tmp_path)
+        assert jobs.main(["log/x.log", "echo", "new"]) == 1
+        assert "log/x.log is still written by a live job of an earlier run" in capsys.readouterr().err
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+        assert jobs.main(["log/x.log", "echo", "new"]) == 0
+        assert "new" in lines(log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.pid, signal.SIGKILL)
 
 
 def test_gpu_jobs_get_distinct_devices(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ where the project's virtualenv is not active (a compute node, a bare shell).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import queue
 import re
@@ -289,6 +290,52 @@ class _Stop(Exception):
     pass
 
 
+# Each local job runs under this guard (bash -c GUARD job <runner-pid> <command>), the leader of the
+# job's own process group: it runs the command and, once a second, checks that the runner is alive; when
+# the runner is gone (kill -9 of run.sh's process group, which the job's own group escapes), it stops the
+# job's whole group, so no job outlives its pipeline by more than about a second. A command killed by a
+# signal is re-raised on the guard, so the log footer names the signal as before; on SIGTERM the guard
+# waits for (and so reaps) the job's processes before it dies.
+GUARD = r"""runner=$1
+trap 'wait; trap - TERM; kill -TERM $$' TERM   # reap the job's processes before dying (no zombies)
+bash -o pipefail -c "$2" &
+job=$!
+while kill -0 "$job" 2>/dev/null; do
+  if ! kill -0 "$runner" 2>/dev/null; then
+    echo "# $0: the runner (pid $runner) is gone: stopping this job"
+    kill -TERM 0
+  fi
+  sleep 1 & wait $! 2>/dev/null
+done
+wait "$job"; rc=$?
+if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then trap - $((rc - 128)); kill -$((rc - 128)) $$; fi
+exit "$rc"
+"""
+# How long a job waits for its log to be released by a live job of an earlier run (its guard stops it
+# within about a second of that run's death) before failing.
+LOG_LOCK_WAIT = 15.0
+
+
+def _lock_log(log: str, prog: str) -> int:
+    """Open ``log`` for a new job and take an exclusive lock on it, held by the job (the log is its
+    stdout) for as long as any of its processes runs: a rerun never writes the outputs of a job that
+    is still alive. Returns the file descriptor, truncated."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT, 0o666)
+    deadline = time.time() + LOG_LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.time() > deadline:
+                os.close(fd)
+                raise OSError(f"{log} is still written by a live job of an earlier run (waited "
+                              f"{LOG_LOCK_WAIT:g} s); stop it first (e.g. fuser -k {log})") from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    return fd
+
+
 def run_local(spec: JobSpec, prog: str = "run.py") -> int:
     """Run the jobs as local processes, at most ``--max-jobs-run`` at once (default: the cores, or
     with ``--gpu`` the GPUs / GPUs per job), each in its own process group. Returns the exit status:
@@ -345,12 +392,13 @@ def run_local(spec: JobSpec, prog: str = "run.py") -> int:
             for d in chosen:
                 load[d] += 1
             env["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
-        with open(log, "w", encoding="utf-8") as f:
+        with open(_lock_log(log, prog), "w", encoding="utf-8") as f:
             f.write(log_header(command))
             f.flush()
             started = time.time()
-            proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", command], stdin=subprocess.DEVNULL,
-                                    stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            proc = subprocess.Popen(["bash", "-c", GUARD, prog, str(os.getpid()), command],
+                                    stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
         t = threading.Thread(target=waiter, args=(index, proc, log, started), daemon=True)
         running[index] = _Running(proc, chosen, t)
         t.start()

@@ -94,14 +94,13 @@ def mkstemp_beside(path: Path) -> str:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error remove it.
-    The file gets the mode a plain ``open()`` would give (0666 less the umask), not ``mkstemp``'s 0600:
-    on a shared server the group reads what the recipe writes."""
+    The file starts with the mode a plain ``open()`` would give (0666 less the umask), not ``mkstemp``'s
+    0600, so on a shared server the group reads what the recipe writes (a writer may chmod it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = mkstemp_beside(path)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
