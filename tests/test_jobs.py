@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sslsv.jobs import (
     DEFAULT_SLURM_CONFIG,
+    THREAD_VARS,
     SlurmConfig,
     UsageError,
     array_spec,
@@ -362,6 +363,11 @@ if spec is not None:
         a, _, b = part.partition("-")
         indices += range(int(a), int(b or a) + 1)
 print("4242", flush=True)
+if os.environ.get("SBATCH_HANG") and wait:   # a job that never starts: wait for the stand-in scancel
+    import time
+    while not os.path.exists(os.environ["SBATCH_RECORD"] + ".cancelled"):
+        time.sleep(0.05)
+    sys.exit(1)
 def run_all():
     rc = 0
     for idx in indices:
@@ -369,7 +375,8 @@ def run_all():
         if idx is not None:
             env["SLURM_ARRAY_TASK_ID"] = str(idx)
         path = out.replace("%a", str(idx)).replace("%j", "4242")
-        with open(path, "w") as o:
+        open(path, "w").close()
+        with open(path, "a") as o:       # appending, as the lines slurmstepd adds must survive
             rc = max(rc, subprocess.call(["bash", script], env=env, stdout=o, stderr=subprocess.STDOUT))
     return rc
 sys.exit(run_all() if wait else 0)
@@ -377,10 +384,16 @@ sys.exit(run_all() if wait else 0)
 
 
 FAKE_QUEUE_TOOL = r'''#!/usr/bin/env python3
-"""Stand-in squeue / scancel: records its name and argv, prints nothing (no live jobs)."""
+"""Stand-in squeue / scancel: records its name and argv. squeue prints <record>.squeue_out if the test
+wrote one (no live jobs otherwise); scancel creates <record>.cancelled."""
 import json, os, sys
-with open(os.environ["SBATCH_RECORD"] + "." + os.path.basename(sys.argv[0]), "a") as f:
+rec, tool = os.environ["SBATCH_RECORD"], os.path.basename(sys.argv[0])
+with open(rec + "." + tool, "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
+if tool == "squeue" and os.path.exists(rec + ".squeue_out"):
+    sys.stdout.write(open(rec + ".squeue_out").read())
+if tool == "scancel":
+    open(rec + ".cancelled", "w").close()
 '''
 
 
@@ -395,8 +408,9 @@ def slurm_env(tmp_path: Path) -> dict[str, str]:
         (bindir / name).chmod(0o755)
     (tmp_path / "conf").mkdir()
     shutil.copy(ROOT / "conf" / "slurm.conf", tmp_path / "conf" / "slurm.conf")
-    return dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}",
-                SBATCH_RECORD=str(tmp_path / "sbatch.argv"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSLSV_") and k not in THREAD_VARS}
+    return dict(env, PATH=f"{bindir}:{os.environ['PATH']}", SBATCH_RECORD=str(tmp_path / "sbatch.argv"),
+                SSLSV_ROOT=str(ROOT), OMP_NUM_THREADS="3")
 
 
 def sbatch_calls(tmp_path: Path) -> list[list[str]]:
@@ -410,22 +424,23 @@ def test_slurm_maps_options_and_writes_logs(tmp_path: Path, slurm_env: dict[str,
             tmp_path, env=slurm_env)
     assert r.returncode == 0, r.stderr
     assert "submitted job 4242" in r.stderr
+    # the recipe's variables travel with Kaldi's --export=PATH (the batch script sources path.sh)
     assert sbatch_calls(tmp_path) == [[
-        "--export=PATH", "--ntasks-per-node=1", "--mem", "4G", "--cpus-per-task", "2", "--gres=gpu:1",
-        "--time", "1:00:00", "--job-name=mfcc", "--array=1-3%2", "--wait", "--parsable",
-        "-o", "exp/log/q/mfcc-%a.out", "exp/log/q/mfcc.sh"]]
+        "--export=PATH,SSLSV_ROOT,OMP_NUM_THREADS", "--ntasks-per-node=1", "--mem", "4G", "--cpus-per-task",
+        "2", "--gres=gpu:1", "--time", "1:00:00", "--job-name=mfcc", "--array=1-3%2", "--wait", "--parsable",
+        "-o", "exp/log/q/mfcc-%a.out", str(tmp_path.resolve() / "exp/log/q/mfcc.sh")]]
     assert os.access(tmp_path / "exp/log/q/mfcc.sh", os.X_OK)
     for i in (1, 2, 3):
         ls = lines(tmp_path / f"exp/log/mfcc.{i}.log")
         assert ls[0] == f"# echo task {i} | tr a-z A-Z" and ls[3] == f"TASK {i}"
         assert ls[-2].endswith("threads=2") and FOOTER_RE.match(ls[-1])
-        assert f"task {i}" in (tmp_path / f"exp/log/q/mfcc-{i}.out").read_text()
+        assert f"job 4242 (4242_{i})" in (tmp_path / f"exp/log/q/mfcc-{i}.out").read_text()
     # gpu 0 (the default) adds nothing; a single job is not an array
     r = run([SLURM, "exp/log/one.log", "true"], tmp_path, env=slurm_env)
     assert r.returncode == 0, r.stderr
     assert sbatch_calls(tmp_path)[-1] == [
-        "--export=PATH", "--ntasks-per-node=1", "--job-name=one", "--wait", "--parsable",
-        "-o", "exp/log/q/one.out", "exp/log/q/one.sh"]
+        "--export=PATH,SSLSV_ROOT,OMP_NUM_THREADS", "--ntasks-per-node=1", "--job-name=one", "--wait",
+        "--parsable", "-o", "exp/log/q/one.out", str(tmp_path.resolve() / "exp/log/q/one.sh")]
     assert FOOTER_RE.match(lines(tmp_path / "exp/log/one.log")[-1])
 
 
@@ -469,6 +484,92 @@ def test_slurm_signal_cancels_the_job(tmp_path: Path, slurm_env: dict[str, str])
     assert p.returncode == 128 + signal.SIGTERM, err
     assert "SIGTERM received: cancelled job 4242" in err
     assert lines(tmp_path / "sbatch.argv.scancel") == ['["4242"]']
+
+
+def test_slurm_refuses_to_resubmit_over_a_live_array(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    """After kill -9 of an earlier slurm.py its array still runs; a rerun does not submit a second one
+    for the same outputs (before, it did)."""
+    script = tmp_path.resolve() / "exp/log/q/l.sh"
+    (tmp_path / "sbatch.argv.squeue_out").write_text(f"777|RUNNING|{script}\n"
+                                                     "778|PENDING|/elsewhere/l.sh\n")
+    r = run([SLURM, "JOB=1:2", "exp/log/l.JOB.log", "true"], tmp_path, env=slurm_env)
+    assert r.returncode == 1
+    assert (f"job 777 (RUNNING) of an earlier run still runs {script}, which writes exp/log/l.*.log; "
+            "wait for it to end or cancel it (scancel 777)") in r.stderr
+    assert not (tmp_path / "sbatch.argv").exists()
+    squeue = [json.loads(x) for x in lines(tmp_path / "sbatch.argv.squeue")]
+    assert "--name=l" in squeue[0] and "--format=%i|%T|%o" in squeue[0]
+
+
+def test_slurm_cancels_a_job_that_can_never_start(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    """Tasks pending for a reason that never clears (more CPUs than a node has: PartitionConfig) are
+    cancelled and reported, instead of a silent wait forever."""
+    (tmp_path / "sbatch.argv.squeue_out").write_text("4242_1|PENDING|PartitionConfig\n"
+                                                     "4242_2|PENDING|PartitionConfig\n")
+    env = dict(slurm_env, SBATCH_HANG="1", SSLSV_SQUEUE_POLL="0.3")
+    r = run([SLURM, "--num-threads", "4", "JOB=1:2", "exp/log/p.JOB.log", "true"], tmp_path, env=env)
+    assert r.returncode == 1
+    assert ("slurm.py: job 4242 can never start (pending, reason PartitionConfig: the request "
+            "--cpus-per-task 4 exceeds") in r.stderr, r.stderr
+    assert [json.loads(x) for x in lines(tmp_path / "sbatch.argv.scancel")] == [["4242"]]
+    # a reason that can clear (waiting for resources) is waited for
+    (tmp_path / "sbatch.argv.squeue_out").write_text("4242_1|PENDING|Resources\n4242_2|RUNNING|None\n")
+    (tmp_path / "sbatch.argv.cancelled").unlink()
+    p = subprocess.Popen([sys.executable, SLURM, "JOB=1:2", "exp/log/p.JOB.log", "true"], cwd=tmp_path,
+                         env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    assert p.poll() is None and not (tmp_path / "sbatch.argv.cancelled").exists()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGINT and "SIGINT received: cancelled job 4242" in err
+
+
+def test_slurm_second_signal_still_cancels(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    """A double Ctrl-C (or timeout's TERM then a user's INT) still reaches scancel: the handler only
+    sets a flag (before, it raised inside itself and the second signal skipped the cancel)."""
+    env = dict(slurm_env, SBATCH_HANG="1")
+    p = subprocess.Popen([sys.executable, SLURM, "JOB=1:2", "exp/log/d.JOB.log", "true"], cwd=tmp_path,
+                         env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (tmp_path / "sbatch.argv").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGINT, err
+    assert "SIGINT received: cancelled job 4242" in err and "Traceback" not in err
+    assert ["4242"] in [json.loads(x) for x in lines(tmp_path / "sbatch.argv.scancel")]
+
+
+def test_slurm_names_a_time_limit_kill(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+    """A task stopped by SLURM at its time limit is reported as such, with the task's own id."""
+    job = ["JOB=1:2", "exp/log/t.JOB.log", "test", "JOB", "=", "1", "||", "{", "echo",
+           "'*** JOB 4243 ON node1 CANCELLED AT 2026-12-05T10:00:00 DUE TO TIME LIMIT ***'", ">>",
+           "exp/log/q/t-JOB.out", ";", "kill", "-9", "$$", ";", "}"]
+    r = run([SLURM, "--time", "0:01:00", *job], tmp_path, env=slurm_env)
+    assert r.returncode == 1
+    assert ("slurm.py: task 4242_2 (exp/log/t.2.log) was killed by SLURM at its time limit (--time); "
+            "see exp/log/q/t-2.out") in r.stderr, r.stderr
+    assert "4242_1" not in r.stderr
+
+
+def test_threads_follow_the_slurm_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a SLURM job the thread count is the allocation, not the node's cores (the affinity shows
+    every core when the cluster does not bind tasks)."""
+    for var in ("SLURM_JOB_ID", "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        monkeypatch.delenv(var, raising=False)
+    cores = cpu_count()
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert cpu_count() == cores                      # not in a job: ignored
+    monkeypatch.setenv("SLURM_JOB_ID", "12")
+    assert cpu_count() == 1
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1")
+    assert cpu_count() == 1
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "100000")
+    assert cpu_count() == cores                      # never more than the process may use
 
 
 def test_slurm_config_options(tmp_path: Path, slurm_env: dict[str, str]) -> None:

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,11 +273,19 @@ def gpu_devices() -> list[str]:
 
 
 def cpu_count() -> int:
-    """The cores this process may run on."""
+    """The cores this process may run on: inside a SLURM job the allocation (``SLURM_CPUS_PER_TASK``, else
+    ``SLURM_CPUS_ON_NODE``), which the CPU affinity does not show when the cluster does not bind tasks
+    to cores (``TaskPlugin=task/none``); elsewhere the affinity."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    if os.environ.get("SLURM_JOB_ID"):
+        for var in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+            v = os.environ.get(var, "")
+            if v.isdigit() and int(v) > 0:
+                return min(n, int(v))
+    return n
 
 
 @dataclass
@@ -600,15 +609,86 @@ def batch_script(spec: JobSpec, runner: str, array: bool) -> str:
             f"# Written by utils/slurm.py; runs one task of: {rest.replace(chr(10), ' ')}\n"
             f"cd {shlex.quote(os.getcwd())} || exit 1\n"
             f"if [ -f ./path.sh ]; then . ./path.sh; fi\n"
-            f"echo \"# Running on $(hostname): job ${{SLURM_JOB_ID:-}} task ${{SLURM_ARRAY_TASK_ID:-}}\"\n"
+            f"echo \"# Running on $(hostname): job ${{SLURM_JOB_ID:-}}"
+            f" (${{SLURM_ARRAY_JOB_ID:-${{SLURM_JOB_ID:-}}}}_${{SLURM_ARRAY_TASK_ID:-}})\"\n"
             f"exec {head} {job}{rest}\n")
+
+
+# Pending reasons (squeue %r) that no amount of waiting clears: the request exceeds what the partition,
+# its nodes or the account's QOS allow. A job pending for one of these is cancelled and reported.
+HOPELESS_REASONS = ("PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
+                    "InvalidQOS", "InvalidAccount", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob",
+                    "QOSMaxMemoryPerJob", "QOSMaxWallDurationPerJobLimit", "QOSMaxNodePerJobLimit",
+                    "DependencyNeverSatisfied")
+SQUEUE_POLL = 10.0     # seconds between squeue looks at a running array (SSLSV_SQUEUE_POLL overrides)
+# What slurmstepd writes into a task's output when it stops the task, and what it means.
+_STEPD_KILLS = (("DUE TO TIME LIMIT", "killed by SLURM at its time limit (--time)"),
+                ("DUE TO PREEMPTION", "preempted by SLURM"),
+                ("Exceeded job memory limit", "killed by SLURM for exceeding its memory (--mem)"),
+                ("oom-kill", "killed by the out-of-memory killer (--mem)"),
+                ("CANCELLED AT", "cancelled (scancel)"))
+
+
+def export_option(command: list[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """``command`` with the variables the recipe needs added to a restrictive ``--export=`` list (such
+    as Kaldi's ``--export=PATH``): every ``SSLSV_*`` variable and the thread settings that are set. The
+    batch script sources path.sh itself, so the environment (venv, PYTHONPATH) is rebuilt on the node."""
+    env = os.environ if env is None else env
+    names = sorted(k for k in env if k.startswith("SSLSV_")) + [k for k in THREAD_VARS if k in env]
+    out = []
+    for w in command:
+        if w.startswith("--export=") and names:
+            have = w.split("=", 1)[1].split(",")
+            if not {"ALL", "NONE"} & set(have):
+                w = "--export=" + ",".join(have + [n for n in names if n not in have])
+        out.append(w)
+    return out
+
+
+def _squeue(args: list[str]) -> list[list[str]] | None:
+    """``squeue --noheader`` rows split at ``|``; None when squeue cannot be run or fails."""
+    try:
+        r = subprocess.run(["squeue", "--noheader", *args], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return None
+    return [line.strip().split("|") for line in r.stdout.splitlines() if line.strip()]
+
+
+def live_jobs(name: str, script: Path) -> list[tuple[str, str]]:
+    """``(job id, state)`` of the live jobs (pending or running) of this user that run ``script``
+    under job name ``name``: an earlier run's array whose runner died (kill -9) and which would write the
+    same logs and outputs."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    rows = _squeue([f"--name={name}", *([f"--user={user}"] if user else []), "--format=%i|%T|%o"]) or []
+    return [(r[0], r[1]) for r in rows if len(r) >= 3 and Path(r[2]) == script]
+
+
+def _task_kill_reason(out: Path) -> str | None:
+    """Why SLURM stopped a task, from the ``*** ... ***`` lines slurmstepd writes into its output."""
+    try:
+        text = out.read_text(errors="replace")
+    except OSError:
+        return None
+    for marker, why in _STEPD_KILLS:
+        if marker in text:
+            return why
+    return None
 
 
 def run_slurm(spec: JobSpec, prog: str = "slurm.py", runner: str | None = None,
               settle: float = 10.0) -> int:
     """Submit the jobs as one SLURM array job (``sbatch --array=... --wait --parsable``), wait, and
-    check every task's log. Returns 0, or 1 if sbatch failed or any task's log lacks
-    ``# Ended (code 0)``; 128+signal if interrupted (the job is cancelled with scancel)."""
+    check every task's log. Returns 0, or 1 if sbatch failed, the job could never start, or any task's
+    log lacks ``# Ended (code 0)``; 128+signal if interrupted (the job is cancelled with scancel).
+
+    Before submitting, a live array of an earlier run for the same batch script is an error (its
+    runner was killed; it still writes these outputs). While waiting, squeue is asked every
+    ``SQUEUE_POLL`` seconds whether the tasks are pending for a reason that never clears
+    (``HOPELESS_REASONS``); such a job is cancelled. SIGINT / SIGTERM / SIGHUP only set a flag (a second
+    one changes nothing); the main loop then cancels the job and waits for sbatch to return."""
     cfg = SlurmConfig.load(spec.config)
     mapped = cfg.options(spec.given)
     todo = picked_indices(spec)
@@ -621,14 +701,21 @@ def run_slurm(spec: JobSpec, prog: str = "slurm.py", runner: str | None = None,
     array = spec.var is not None
     qdir, name = queue_paths(spec)
     qdir.mkdir(parents=True, exist_ok=True)
-    script = qdir / f"{name}.sh"
+    script = (qdir / f"{name}.sh").resolve()
+    live = live_jobs(name, script)
+    if live:
+        ids = " ".join(j for j, _ in live)
+        print(f"{prog}: job {live[0][0]} ({live[0][1]}) of an earlier run still runs {script}, which writes "
+              f"{spec.log_glob()}; wait for it to end or cancel it (scancel {ids}), then rerun",
+              file=sys.stderr)
+        return 1
     with atomic_path(script) as tmp:
         tmp.write_text(batch_script(spec, runner, array), encoding="utf-8")
         tmp.chmod(0o755)
     for i in todo:  # a stale log from an earlier run must not pass for this run's result
         with contextlib.suppress(FileNotFoundError):
             os.unlink(spec.log_for(i))
-    cmd = [*cfg.command, *mapped, f"--job-name={name}"]
+    cmd = [*export_option(cfg.command), *mapped, f"--job-name={name}"]
     if array:
         cmd += [f"--array={array_spec(todo, spec.max_jobs_run)}"]
         out = qdir / f"{name}-%a.out"
@@ -648,34 +735,64 @@ def run_slurm(spec: JobSpec, prog: str = "slurm.py", runner: str | None = None,
                       file=sys.stderr)
 
     def on_signal(signum: int, _frame: object) -> None:
-        stop.append(signum)
-        raise _Stop
+        stop.append(signum)          # only a flag: the loop below cancels, whatever arrives next
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {}
-    try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    except OSError as e:
-        print(f"{prog}: cannot run {cfg.command[0]}: {e}", file=sys.stderr)
-        return 1
-    reader = threading.Thread(target=read_id, args=(proc.stdout,), daemon=True)
-    reader.start()
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, on_signal) for s in handled}
     try:
-        rc = proc.wait()
-    except _Stop:
-        if job_id and shutil.which("scancel"):
-            subprocess.run(["scancel", job_id[0]], check=False)
-        proc.terminate()
-        proc.wait()
-        print(f"{prog}: {signal.Signals(stop[0]).name} received: cancelled job "
-              f"{job_id[0] if job_id else '(not yet submitted)'}", file=sys.stderr)
-        return 128 + stop[0]
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            print(f"{prog}: cannot run {cfg.command[0]}: {e}", file=sys.stderr)
+            return 1
+        reader = threading.Thread(target=read_id, args=(proc.stdout,), daemon=True)
+        reader.start()
+        hopeless = ""
+        asked_at = cancelled_at = None     # when a stop was first wanted / when scancel was run
+        poll = float(os.environ.get("SSLSV_SQUEUE_POLL", SQUEUE_POLL))
+        next_poll = time.time() + poll
+        while True:
+            try:
+                rc = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.time()
+            if (stop or hopeless) and cancelled_at is None:
+                asked_at = asked_at or now
+                if job_id:
+                    if shutil.which("scancel"):
+                        subprocess.run(["scancel", job_id[0]], check=False, stdin=subprocess.DEVNULL)
+                    cancelled_at = now
+                elif now > asked_at + 5:      # sbatch never printed an id: nothing to cancel
+                    proc.terminate()
+                    cancelled_at = now
+            elif cancelled_at is not None and now > cancelled_at + 60:
+                proc.terminate()              # sbatch --wait did not return after the cancel: stop waiting
+                cancelled_at = now
+            elif not stop and job_id and now >= next_poll:
+                next_poll = now + poll
+                rows = _squeue(["--array", f"--jobs={job_id[0]}", "--format=%i|%T|%r"]) or []
+                pending = [r for r in rows if len(r) >= 3 and r[1] == "PENDING"]
+                if pending and len(pending) == len(rows):
+                    bad = [r[2] for r in pending if r[2] in HOPELESS_REASONS]
+                    if len(bad) == len(pending):
+                        hopeless = bad[0]
+        reader.join(timeout=5)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    reader.join(timeout=5)
+    jid = job_id[0] if job_id else "(not yet submitted)"
+    if stop:
+        print(f"{prog}: {signal.Signals(stop[0]).name} received: cancelled job {jid}", file=sys.stderr)
+        return 128 + stop[0]
+    if hopeless:
+        print(f"{prog}: job {jid} can never start (pending, reason {hopeless}: the request "
+              f"{' '.join(mapped) or '(no options)'} exceeds what the partition, its nodes or your QOS "
+              f"allow); cancelled it. Ask for fewer resources (see conf/slurm.conf)", file=sys.stderr)
+        return 1
 
     def failures() -> list[int]:
         return [i for i in todo if not log_succeeded(spec.log_for(i))]
@@ -690,9 +807,15 @@ def run_slurm(spec: JobSpec, prog: str = "slurm.py", runner: str | None = None,
         return 1
     if failed:
         print(failure_message(prog, spec, failed, len(todo)), file=sys.stderr)
+        for i in failed[:5]:
+            task_out = Path(str(out).replace("%a", str(i)))
+            why = _task_kill_reason(task_out)
+            if why:
+                tid = f"{jid}_{i}" if array else jid
+                print(f"{prog}: task {tid} ({spec.log_for(i)}) was {why}; see {task_out}", file=sys.stderr)
         return 1
     if rc != 0:
-        print(f"{prog}: {cmd[0]} exited with code {rc} for job {job_id[0]} although every task's log ends "
+        print(f"{prog}: {cmd[0]} exited with code {rc} for job {jid} although every task's log ends "
               f"with code 0; see the SLURM output in {out}", file=sys.stderr)
         return 1
     return 0
