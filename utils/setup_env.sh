@@ -17,7 +17,7 @@ req=$root/requirements.txt
 torch_spec=${SSLSV_TORCH_SPEC:-torch==2.13.0}
 
 # External tools: Debian package that provides each.
-declare -A pkg_of=([sox]="sox libsox-fmt-all" [flite]=flite [espeak-ng]=espeak-ng [ffmpeg]=ffmpeg [sbatch]=slurm-wlm)
+declare -A pkg_of=([sox]="sox libsox-fmt-all" [flite]=flite [espeak-ng]=espeak-ng [ffmpeg]=ffmpeg [sbatch]=slurm-wlm [munged]=munge)
 missing=()
 for tool in "$@"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")

@@ -781,6 +781,9 @@ def run_slurm(spec: JobSpec, prog: str = "slurm.py", runner: str | None = None,
                     if len(bad) == len(pending):
                         hopeless = bad[0]
         reader.join(timeout=5)
+        if (stop or hopeless) and cancelled_at is None and job_id and shutil.which("scancel"):
+            # sbatch ended first (timeout(1) signals the whole process group, sbatch included)
+            subprocess.run(["scancel", job_id[0]], check=False, stdin=subprocess.DEVNULL)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
