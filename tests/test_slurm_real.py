@@ -2,7 +2,8 @@
 Debian's slurm-wlm and munge packages, each with its own key, socket, ports and state under a temporary
 dir). Stage 1 and a few UBM iterations run through sbatch and give the local runner's outputs; a failing
 task is reported with its log; SIGINT and timeout(1) cancel the array; a request no node can satisfy
-(pending with PartitionConfig) fails instead of waiting; a job's threads follow its allocation. The
+(pending with PartitionConfig) fails instead of waiting; a time-limit kill is named; a job's threads
+follow its allocation. The
 daemons are stopped by PID at the end, also when a test fails. Without the packages the module skips
 and says why (the other job tests use stand-ins and never touch a real SLURM)."""
 
@@ -240,3 +241,13 @@ def test_threads_follow_the_allocation(cluster: Cluster, tmp_path: Path) -> None
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "threads=1" in (tmp_path / "log/t.log").read_text().splitlines()
+
+
+def test_a_time_limit_kill_is_named(cluster: Cluster, tmp_path: Path) -> None:
+    """--time 1 (a minute) on a task that sleeps longer: SLURM kills it; slurm.py says so with the task's
+    id (the reason from the line slurmstepd writes into the task's .out file)."""
+    r = slurm(cluster, tmp_path, "--time", "1", "JOB=1:1", "log/t.JOB.log", "sleep", "600", timeout=300)
+    assert r.returncode == 1
+    assert "(log/t.1.log) was killed by SLURM at its time limit (--time); see log/q/t-1.out" in r.stderr, \
+        r.stderr + (tmp_path / "log/q/t-1.out").read_text()
+    _until(lambda: cluster.jobs() == [], timeout=30)
