@@ -365,7 +365,8 @@ if spec is not None:
 print("4242", flush=True)
 if os.environ.get("SBATCH_HANG") and wait:   # a job that never starts: wait for the stand-in scancel
     import time
-    while not os.path.exists(os.environ["SBATCH_RECORD"] + ".cancelled"):
+    give_up = time.time() + 120                # never outlive a test that failed to cancel
+    while not os.path.exists(os.environ["SBATCH_RECORD"] + ".cancelled") and time.time() < give_up:
         time.sleep(0.05)
     sys.exit(1)
 def run_all():
