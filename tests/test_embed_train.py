@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,28 @@ def test_tiny_model_overfits_four_speakers(few_speakers: Path, tmp_path):
     assert np.mean(losses[-3:]) < 1.0, losses      # an epoch is 4 batches: single epochs are noisy
     assert float(log[-1]["acc"]) >= 0.9
     assert (tmp_path / "run/final.pt").is_file()
+
+
+def test_same_weights_on_a_busy_machine(few_speakers: Path, tmp_path):
+    """A seeded CPU training gives bit-identical weights whether the machine is idle or every core is
+    busy with other work: nothing in the trainer depends on timing, and the thread count (which does
+    change float sums) is fixed by the job, not by the load (docs/shared_server.md, "Reproducibility").
+    With two data-loader workers, whose batches arrive in whatever order the load makes them ready."""
+    cfg = _cfg("train.epochs=1", "train.num_workers=2", "augment.aug_prob=0.6", "mixup.kind=lmix")
+    train(cfg, few_speakers, tmp_path / "idle", device_spec="cpu")
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        train(cfg, few_speakers, tmp_path / "busy", device_spec="cpu")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    a = torch.load(tmp_path / "idle/ckpt/ep001.pt", weights_only=False)
+    b = torch.load(tmp_path / "busy/ckpt/ep001.pt", weights_only=False)
+    for part in ("model", "head"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert _log(tmp_path / "idle")[0]["loss"] == _log(tmp_path / "busy")[0]["loss"]
 
 
 def test_resume_is_exact(few_speakers: Path, tmp_path):

@@ -616,3 +616,25 @@ def test_threads_per_job_share_the_cores(tmp_path: Path, root: Path) -> None:
     assert "threads=3" in (tmp_path / "t.2.log").read_text()
     subprocess.run(cmd, check=True, env=dict(env, OMP_NUM_THREADS="7"))
     assert "threads=7" in (tmp_path / "t.1.log").read_text()
+
+
+def test_rerun_of_one_job_keeps_its_thread_count(tmp_path: Path, root: Path) -> None:
+    """A float sum depends on how it is split between threads, so a job rerun alone (``--pick failed``)
+    gets the threads it had among its siblings, not all the cores: a resumed stage reproduces an
+    uninterrupted one."""
+    if cpu_count() < 2:
+        pytest.skip("needs 2 cores to tell 'shared' from 'all'")
+    runner = str(root / "utils" / "run.py")
+    log = tmp_path / "t.JOB.log"
+    # job 2 fails until tmp_path/ok exists
+    job = ["echo", "threads=$OMP_NUM_THREADS", ";", "test", "JOB", "=", "1", "-o", "-e", f"{tmp_path}/ok"]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                             "OPENBLAS_NUM_THREADS")}
+    first = subprocess.run([runner, "--max-jobs-run", "2", "JOB=1:2", str(log), *job], env=env)
+    assert first.returncode == 1
+    shared = f"\nthreads={max(1, cpu_count() // 2)}\n"
+    assert shared in (tmp_path / "t.2.log").read_text()
+    (tmp_path / "ok").touch()
+    subprocess.run([runner, "--max-jobs-run", "2", "--pick", "failed", "JOB=1:2", str(log), *job],
+                   check=True, env=env)
+    assert shared in (tmp_path / "t.2.log").read_text()

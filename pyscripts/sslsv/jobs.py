@@ -216,7 +216,7 @@ def ended_text(returncode: int) -> str:
     return f"code {returncode}"
 
 
-def log_footer(returncode: int, start: float, end: float, num_threads: int) -> str:
+def log_footer(returncode: int, start: float, end: float, num_threads: int | str) -> str:
     """run.pl's two footer lines (whole seconds, as run.pl measures with ``date +%s``)."""
     secs = int(end) - int(start)
     return (f"# Accounting: time={secs} threads={num_threads}\n"
@@ -366,9 +366,13 @@ def run_local(spec: JobSpec, prog: str = "run.py") -> int:
         limit = cpu_count()
     load = dict.fromkeys(devices, 0)
     # Threads per job for OpenMP/BLAS (torch, numpy): --num-threads when given, otherwise the cores
-    # shared among the jobs running at once, so parallel jobs do not oversubscribe the CPU.
-    concurrent = max(1, min(limit, len(todo)))
+    # shared among the jobs that run at once, so parallel jobs do not oversubscribe the CPU. Counted over
+    # all the jobs of the array, not the ones left to rerun: a float sum depends on how it is split
+    # between threads, so a rerun of one job must get the threads the first run gave it
+    # (docs/shared_server.md, "Reproducibility").
+    concurrent = max(1, min(limit, total))
     threads = spec.num_threads if spec.num_threads > 1 else max(1, cpu_count() // concurrent)
+    job_threads = os.environ.get("OMP_NUM_THREADS", str(threads))  # what the log's footer reports
 
     done: queue.Queue[tuple[int, int]] = queue.Queue()
     running: dict[int, _Running] = {}
@@ -384,7 +388,7 @@ def run_local(spec: JobSpec, prog: str = "run.py") -> int:
             with open(log, "a", encoding="utf-8") as f:
                 if terminated_by:
                     f.write(f"# Terminated by {prog} ({terminated_by} received)\n")
-                f.write(log_footer(rc, started, ended, spec.num_threads))
+                f.write(log_footer(rc, started, ended, job_threads))
         finally:
             done.put((index, rc))
 
