@@ -8,13 +8,16 @@
 #
 # Reads exp/<name>/ivectors_<name>_train (and _aug views when present) and data/<name>_train/utt2spk
 # (for the evaluation metrics and the true count C_true; C = multiplier x C_true). Writes
-# exp/<name>/cluster/<method>_c<C>/ and exp/<name>/cluster/table.md. With --vectors DIR the vectors,
+# exp/<name>/cluster/<method>_c<C>[_s<seed>]/ (names from sslsv.naming, as run.sh gives them) and
+# exp/<name>/cluster/table.md. With --vectors DIR the vectors,
 # utt2spk, spk2utt and views (DIR/aug with its utt2uniq) come from DIR instead, as
 # local/simulate_ivectors.py writes them:
 #   local/cluster_sweep.sh --vectors exp/sim/u60_n100k --multipliers 1 --timeout 3600 sim_u60_n100k
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The README table's methods, kept explicit (not derived from conf/cluster: the *_paper schedules,
+# kmeans_faiss and the camsat_infonce variants stay out of it); python3 -m sslsv.cluster methods lists all.
 methods="kmeans minibatch_kmeans gmm birch ahc_ward ahc_average spectral dec hdbscan imsat imsat_mixup cimc_minus cimc cimc_plus cimc_plusplus camsat mixup_only supcon_only mixup_supcon vicreg imsat_mixup_vicreg cimc_vicreg"
 multipliers="1 2 4"
 data=data
@@ -50,16 +53,25 @@ fi
 [ -f "$train/spk2utt" ] || { echo "$0: no $train/spk2utt" >&2; exit 1; }
 ntrue=$(wc -l < "$train/spk2utt")
 limit=(); [ "$timeout" -gt 0 ] && limit=(timeout "$timeout")
+# Whether each method takes a number of clusters, from the registry (its estimator has an n_clusters
+# parameter). One that does not (hdbscan) finds it itself: it runs once, at the first multiplier, as
+# cluster/<method>.
+answers=$(python3 -m sslsv.cluster takes-c $methods)
+declare -A takes_c=()
+while read -r m yn; do takes_c[$m]=$yn; done <<< "$answers"
+read -r first _ <<< "$multipliers"
 
 failed=()
 for f in $multipliers; do
-  c=$((f * ntrue))
+  c=$(python3 -m sslsv.naming num-clusters "$f" "$ntrue")
   for m in $methods; do
-    tag=${m}_c$c
-    [ "$m" = hdbscan ] && { [ "$f" = "$(echo "$multipliers" | awk '{print $1}')" ] || continue; tag=hdbscan; }
-    echo "$0: $m, C = $c ($f x $ntrue)"
     nc=(--num-clusters "$c")
-    [ "$m" = hdbscan ] && nc=()
+    if [ "${takes_c[$m]}" = no ]; then
+      [ "$f" = "$first" ] || continue
+      nc=()
+    fi
+    tag=$(python3 -m sslsv.naming cluster-tag --method "$m" "${nc[@]}" --seed "$seed")
+    echo "$0: $m, C = $c ($f x $ntrue)"
     if ! "${limit[@]}" steps/cluster.sh --method "$m" "${nc[@]}" --device "$device" --seed "$seed" --set-opts "$set_opts" \
         "${views_opt[@]}" --utt2spk "$train/utt2spk" "$ivec" "$exp/cluster/$tag"; then
       failed+=("$tag")

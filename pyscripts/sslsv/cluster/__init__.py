@@ -6,6 +6,7 @@ file under ``conf/cluster/``. :mod:`.metrics` scores a clustering against true l
 :mod:`.inputs` reads vectors from scp/ark/npy and normalises them.
 """
 
-from .registry import build, estimator_class, estimators, method_config, methods, register
+from .registry import build, estimator_class, estimators, method_config, methods, register, takes_n_clusters
 
-__all__ = ["build", "estimator_class", "estimators", "method_config", "methods", "register"]
+__all__ = ["build", "estimator_class", "estimators", "method_config", "methods", "register",
+           "takes_n_clusters"]

@@ -1,6 +1,6 @@
 """Classical (non-deep) clustering baselines as registered scikit-learn estimators.
 
-ALGORITHMS.md §4 lists the baselines of the authors' tables (GMM and AHC with K = 5000) and the ones the
+docs/algorithms.md §4 lists the baselines of the authors' tables (GMM and AHC with K = 5000) and the ones the
 project adds (k-means, mini-batch k-means, BIRCH, spectral). Each class here wraps the scikit-learn (or
 faiss) implementation behind the common interface of :mod:`.registry`: keyword-only parameters with
 defaults, ``fit(X)`` sets ``labels_`` (int64 in ``0..n_clusters-1``), every seeded method takes
@@ -22,26 +22,11 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import AgglomerativeClustering, Birch, KMeans, MiniBatchKMeans, SpectralClustering
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.validation import check_array
 
+from ._base import as_labels, check_choices, check_input
 from .registry import register
 
 log = logging.getLogger(__name__)
-
-
-def check_input(X: Any, min_samples: int = 1) -> np.ndarray:
-    """``X`` as a finite 2-D float32/float64 array (float32 is kept, anything else becomes float64)."""
-    return check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=min_samples)
-
-
-def as_labels(labels: Any) -> np.ndarray:
-    """Cluster labels as the int64 array every estimator stores in ``labels_``."""
-    return np.asarray(labels, dtype=np.int64).ravel()
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
 
 
 def knn_connectivity(X: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> sp.csr_matrix:
@@ -116,7 +101,7 @@ class KMeansClustering(BaseEstimator, ClusterMixin):
     """k-means (Lloyd iterations, best of ``n_init`` runs).
 
     ``backend``: ``"sklearn"`` (``sklearn.cluster.KMeans``, k-means++ seeding), ``"faiss"`` (``faiss.Kmeans``
-    as in Loss-Gated Learning, ALGORITHMS.md §8: random-point seeding, GPU when faiss sees one and
+    as in Loss-Gated Learning, docs/algorithms.md §8: random-point seeding, GPU when faiss sees one and
     ``device`` allows it) or ``"auto"`` (faiss when importable, else scikit-learn). faiss is optional:
     when it cannot be imported the scikit-learn backend runs (a warning when ``"faiss"`` was asked for).
     ``backend_`` records which one ran. The two backends do not give identical labels, and faiss's
@@ -135,7 +120,7 @@ class KMeansClustering(BaseEstimator, ClusterMixin):
         self.random_state = random_state
 
     def _backend(self) -> str:
-        _check_choice("backend", self.backend, ("sklearn", "faiss", "auto"))
+        check_choices(self, backend=("sklearn", "faiss", "auto"))
         if self.backend == "sklearn":
             return "sklearn"
         if _faiss_available():
@@ -288,7 +273,7 @@ class BirchClustering(BaseEstimator, ClusterMixin):
     def fit(self, X: Any, y: Any = None) -> BirchClustering:
         """Cluster ``X`` (N, d); ``y`` is ignored. Deterministic for a given row order."""
         X = check_input(X, min_samples=2)
-        _check_choice("global_connectivity", self.global_connectivity, ("auto", "knn", "none"))
+        check_choices(self, global_connectivity=("auto", "knn", "none"))
         tree = Birch(threshold=self.threshold, branching_factor=self.branching_factor, n_clusters=None,
                      compute_labels=True).fit(X)
         centres = tree.subcluster_centers_
@@ -346,9 +331,8 @@ class AgglomerativeClusteringKNN(BaseEstimator, ClusterMixin):
     def fit(self, X: Any, y: Any = None) -> AgglomerativeClusteringKNN:
         """Cluster ``X`` (N, d); ``y`` is ignored. Deterministic."""
         X = check_input(X, min_samples=2)
-        _check_choice("connectivity", self.connectivity, ("knn", "none"))
-        _check_choice("linkage", self.linkage, ("ward", "average", "complete", "single"))
-        _check_choice("metric", self.metric, ("euclidean", "cosine"))
+        check_choices(self, connectivity=("knn", "none"), linkage=("ward", "average", "complete", "single"),
+                      metric=("euclidean", "cosine"))
         graph = None
         self.n_components_ = 1
         if self.connectivity == "knn":
@@ -385,7 +369,7 @@ class SpectralClusteringKNN(BaseEstimator, ClusterMixin):
     def fit(self, X: Any, y: Any = None) -> SpectralClusteringKNN:
         """Cluster ``X`` (N, d); ``y`` is ignored."""
         X = check_input(X, min_samples=2)
-        _check_choice("assign_labels", self.assign_labels, ("cluster_qr", "kmeans", "discretize"))
+        check_choices(self, assign_labels=("cluster_qr", "kmeans", "discretize"))
         model = SpectralClustering(n_clusters=self.n_clusters, affinity="nearest_neighbors",
                                    n_neighbors=min(int(self.n_neighbors), X.shape[0] - 1),
                                    assign_labels=self.assign_labels, eigen_solver=self.eigen_solver,

@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..device import resolve_device
-from .classical import as_labels, check_input
+from ._base import as_labels, check_input
 from .registry import register
 
 log = logging.getLogger(__name__)

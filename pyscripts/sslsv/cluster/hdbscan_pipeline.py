@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from .classical import _check_choice, as_labels, check_input
+from ._base import as_labels, check_choices, check_input
 from .registry import register
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class HDBSCANPipeline(BaseEstimator, ClusterMixin):
     # -- one HDBSCAN run ------------------------------------------------------------------------------
 
     def _backend(self) -> str:
-        _check_choice("backend", self.backend, ("sklearn", "hdbscan", "auto"))
+        check_choices(self, backend=("sklearn", "hdbscan", "auto"))
         if self.backend == "sklearn":
             return "sklearn"
         try:
@@ -259,10 +259,8 @@ class HDBSCANPipeline(BaseEstimator, ClusterMixin):
     def fit(self, X: Any, y: Any = None) -> HDBSCANPipeline:
         """Cluster ``X`` (N, d); ``y`` is ignored."""
         X = check_input(X, min_samples=1)
-        _check_choice("cluster_selection_method", self.cluster_selection_method, ("eom", "leaf"))
-        _check_choice("split_method", self.split_method, ("leaf", "eom"))
-        _check_choice("metric", self.metric, ("cosine", "euclidean"))
-        _check_choice("noise_policy", self.noise_policy, ("own_cluster", "nearest", "drop"))
+        check_choices(self, cluster_selection_method=("eom", "leaf"), split_method=("leaf", "eom"),
+                      metric=("cosine", "euclidean"), noise_policy=("own_cluster", "nearest", "drop"))
         if int(self.partial_set_size) < 2:
             raise ValueError(f"partial_set_size={self.partial_set_size}: must be at least 2")
         self.backend_ = self._backend()

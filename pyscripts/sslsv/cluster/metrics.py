@@ -1,7 +1,7 @@
 """Clustering metrics of the CIMC paper's Table I, fast enough for VoxCeleb2 scale.
 
 :func:`clustering_metrics` returns, in this order, ``acc, ami, nmi, num_clusters, completeness,
-homogeneity, fmi, purity, silhouette, chs, dbs`` (ALGORITHMS.md §7). The supervised ones come from one
+homogeneity, fmi, purity, silhouette, chs, dbs`` (docs/algorithms.md §7). The supervised ones come from one
 sparse contingency table built by sorting integer codes; the geometric ones from per-cluster sums in
 float64. Every value equals scikit-learn's function of the same name (``silhouette_score`` with
 ``sample_size`` / ``random_state``, ``calinski_harabasz_score``, ``davies_bouldin_score``,
@@ -86,7 +86,7 @@ def _table(true_codes: np.ndarray, n_classes: int, pred_codes: np.ndarray, n_clu
 def contingency(labels_true: Any, labels_pred: Any) -> sp.csr_array:
     """Sparse int64 counts ``W[j, k] = #{i : true_i = j-th class, pred_i = k-th cluster}`` with classes
     and clusters in sorted label order: the layout of sklearn's ``contingency_matrix(sparse=True)``
-    (rows are classes; ALGORITHMS.md §7 writes the transpose)."""
+    (rows are classes; docs/algorithms.md §7 writes the transpose)."""
     t, c = _encode(labels_true, "labels_true")
     p, k = _encode(labels_pred, "labels_pred")
     _same_length(t, p)

@@ -1,7 +1,7 @@
 """Deep information-maximisation clustering: one estimator for IMSAT, CIMC, CAMSAT and every ablation of
 Table I of the CIMC paper, selected by loss weights (``conf/cluster/<name>.yaml``).
 
-Per mini-batch (ALGORITHMS.md §2-3)::
+Per mini-batch (docs/algorithms.md §2-3)::
 
     L = vat_weight · R_VAT + im_weight · λ (H(Y|X) − μ H(Y))          (IMSAT)
       + mixup_weight · L_Mixup                                        (CIMC: VMT on logits)
@@ -9,6 +9,11 @@ Per mini-batch (ALGORITHMS.md §2-3)::
       + aug_weight · L_aug + symmetry_weight · L_symmetry              (CAMSAT, CIMC+)
       + info_nce_weight · L_InfoNCE                                    (CIMC++)
       + vicreg_inv_weight · MSE + vicreg_var_weight · var + vicreg_cov_weight · cov   (VICReg rows)
+
+Each term is a row of :data:`~sslsv.cluster.deep.losses.TERMS` (its name, the parameter holding its
+weight, the function computing it from the batch, whether it needs views), and a batch's loss is the sum
+of weight × term over the rows whose weight is > 0. A new term is a function and a row there, and its
+weight parameter in :class:`DeepIMClustering` (scikit-learn's one explicit parameter per setting).
 
 The clean forward pass updates the batch-norm running averages; perturbed, mixed and augmented passes
 normalise with the batch's statistics without updating them (IMSAT's code). Views for L_aug /
@@ -31,7 +36,7 @@ training runs with ``num_threads`` torch threads (1) whatever the process' setti
 sums of a matrix product depend on how it is split between threads, and a run must give the same labels
 on any machine.
 
-Design choices (ALGORITHMS.md [I] items), each a parameter:
+Design choices (docs/algorithms.md [I] items), each a parameter:
 
 - ``out_init_scale`` 1.0, not IMSAT's 1e-4: IMSAT's near-zero output layer starts at the uniform
   prediction, a stationary point of every IMSAT term, which Adam leaves quickly but the paper's SGD
@@ -50,7 +55,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import sys
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +74,7 @@ from .model import ClusterMLP, frozen_bn_stats, parse_hidden
 from .schedule import Schedule, auto_hidden, auto_vat_k, plan
 from .views import IvectorAugment
 
+log = logging.getLogger(__name__)
 _OBJECTIVE_SEED = 20261204     # the fixed draws of the restart criterion (any constant; shared by all runs)
 
 
@@ -81,10 +87,6 @@ class _Data:
     views: torch.Tensor | None
     xi: float
     augment: IvectorAugment
-
-
-TERMS = ("vat", "cond_ent", "marg_ent", "mixup", "supcon", "aug", "symmetry", "info_nce",
-         "vicreg_inv", "vicreg_var", "vicreg_cov")
 
 
 @register("deep_im")
@@ -169,8 +171,7 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------------ configuration checks
 
     def _uses_views(self) -> bool:
-        return any(w > 0 for w in (self.aug_weight, self.symmetry_weight, self.info_nce_weight,
-                                   self.vicreg_inv_weight))
+        return any(getattr(self, t.weight) > 0 for t in losses.TERMS if t.views)
 
     def _check(self) -> None:
         if self.n_clusters < 2:
@@ -187,9 +188,7 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         if str(self.hidden) != "auto":
             parse_hidden(self.hidden)
         self.schedule(10_000)            # checks the schedule parameters
-        weights = [self.vat_weight, self.im_weight, self.mixup_weight, self.supcon_weight,
-                   self.aug_weight, self.symmetry_weight, self.info_nce_weight, self.vicreg_inv_weight,
-                   self.vicreg_var_weight, self.vicreg_cov_weight]
+        weights = [getattr(self, w) for w in dict.fromkeys(t.weight for t in losses.TERMS)]
         if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
             raise DataError("loss weights must be >= 0 with at least one > 0")
 
@@ -236,7 +235,7 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         self.schedule_ = sched
         self.hidden_ = "-".join(map(str, self.hidden_layers(n))) or "linear"
         self.vat_k_ = self.neighbour_k(n)
-        self._log(f"{n} vectors, {self.n_clusters} clusters: head {d}-{self.hidden_}-{self.n_clusters}, "
+        self._progress(f"{n} vectors, {self.n_clusters} clusters: head {d}-{self.hidden_}-{self.n_clusters}, "
                   f"{sched.steps} steps of batch {sched.batch_size} ({sched.epochs} epochs), "
                   f"{self.optimizer} lr {sched.lr:g}, VAT k {self.vat_k_}, {self.n_init} run(s)")
 
@@ -263,7 +262,7 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                 runs.append({"seed": seed, "objective": objective, "curve": curve, "model": model,
                              "num_clusters": curve[-1]["num_clusters"]})
                 if self.n_init > 1:
-                    self._log(f"run {i + 1}/{self.n_init} (seed {seed}): objective {objective:.5f}, "
+                    self._progress(f"run {i + 1}/{self.n_init} (seed {seed}): objective {objective:.5f}, "
                               f"{curve[-1]['num_clusters']} clusters")
         finally:
             torch.set_num_threads(threads)
@@ -314,7 +313,7 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         ckpt = ckpt_dir / "last.pt" if ckpt_dir is not None else None
         state = torch.load(ckpt, map_location=dev, weights_only=False) if ckpt and ckpt.is_file() else None
         if state is not None and state["fingerprint"] != fingerprint:
-            self._log(f"{ckpt} is a checkpoint of other data or options; starting afresh")
+            self._progress(f"{ckpt} is a checkpoint of other data or options; starting afresh")
             state = None
         if state is not None:
             model.load_state_dict(state["model"])
@@ -324,12 +323,13 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
             curve = state["curve"]
             start = state["epoch"]
             if start < sched.epochs:
-                self._log(f"resuming from {ckpt} after epoch {start} of {sched.epochs}")
+                self._progress(f"resuming from {ckpt} after epoch {start} of {sched.epochs}")
 
         bs = sched.batch_size
         every = sched.row_every
         n_rows = -(-sched.epochs // every)
-        sums = dict.fromkeys(("total", *TERMS), 0.0)
+        term_names = [t.name for t in losses.TERMS]
+        sums = dict.fromkeys(("total", *term_names), 0.0)
         done = 0
         t0 = time.time()
         for epoch in range(start, sched.epochs):
@@ -377,8 +377,8 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                                 "gen_cpu": gen_cpu.get_state(), "gen_dev": gen_dev.get_state().cpu(),
                                 "epoch": epoch + 1, "curve": curve, "fingerprint": fingerprint}, tmp)
             if self._log_epoch(-(-(epoch + 1) // every), n_rows):
-                self._log(_fmt_row(row, sched.epochs, run, self.n_init))
-            sums = dict.fromkeys(("total", *TERMS), 0.0)
+                self._progress(_fmt_row(row, term_names, sched.epochs, run, self.n_init))
+            sums = dict.fromkeys(("total", *term_names), 0.0)
             done = 0
             t0 = time.time()
         return model, curve
@@ -434,57 +434,12 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
     def _batch_loss(self, model: torch.nn.Module, x: torch.Tensor, delta: torch.Tensor, xi: float,
                     xviews: list[torch.Tensor] | None, gen: torch.Generator
                     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The objective on one batch (:func:`losses.total_loss` over the rows of :data:`losses.TERMS`) and
+        the value of each term."""
         logits = model(x)                 # clean pass: updates the BN running averages
-        p = torch.softmax(logits, dim=1)
-        p_hat = p.detach()
-        total = logits.new_zeros(())
-        terms: dict[str, float] = {}
-
-        def add(name: str, weight: float, value: torch.Tensor) -> None:
-            nonlocal total
-            total = total + weight * value
-            terms[name] = float(value.detach())
-
-        if self.im_weight > 0:
-            h_cond, h_marg = losses.mi_terms(p)
-            add("cond_ent", self.im_weight * self.lam, h_cond)
-            add("marg_ent", -self.im_weight * self.lam * self.mu, h_marg)
-        with frozen_bn_stats(model):
-            if self.vat_weight > 0:
-                add("vat", self.vat_weight, losses.vat_loss(model, x, p_hat, self.vat_eps * delta, xi,
-                                                            n_power=self.vat_power, generator=gen))
-            if self.mixup_weight > 0:
-                add("mixup", self.mixup_weight,
-                    losses.mixup_loss(model, x, logits.detach(), alpha=self.mixup_alpha, generator=gen))
-            view_logits = [model(v) for v in xviews] if xviews else []
-        if self.supcon_weight > 0:
-            conf, pseudo = p_hat.max(dim=1)
-            keep = conf >= self.supcon_min_confidence
-            add("supcon", self.supcon_weight,
-                losses.supcon_loss(logits[keep], pseudo[keep], temperature=self.supcon_temperature,
-                                   base_temperature=self.supcon_temperature))
-        if view_logits:
-            if self.aug_weight > 0:
-                add("aug", self.aug_weight, losses.aug_loss(p_hat, view_logits))
-            if self.symmetry_weight > 0:
-                add("symmetry", self.symmetry_weight,
-                    losses.symmetry_loss(view_logits,
-                                         include_clean=p if self.symmetry_include_clean else None))
-            if self.info_nce_weight > 0:
-                add("info_nce", self.info_nce_weight,
-                    losses.info_nce(logits, view_logits[0], temperature=self.info_nce_temperature))
-            if self.vicreg_inv_weight > 0:
-                add("vicreg_inv", self.vicreg_inv_weight,
-                    torch.stack([torch.nn.functional.mse_loss(logits, v) for v in view_logits]).mean())
-        if self.vicreg_var_weight > 0:
-            zs = [logits, *view_logits]
-            add("vicreg_var", self.vicreg_var_weight,
-                torch.stack([losses.vicreg_variance(z, gamma=self.vicreg_gamma) for z in zs]).mean())
-        if self.vicreg_cov_weight > 0:
-            zs = [logits, *view_logits]
-            add("vicreg_cov", self.vicreg_cov_weight,
-                torch.stack([losses.vicreg_covariance(z) for z in zs]).mean())
-        return total, terms
+        batch = losses.Batch(self, model, x, delta, xi, xviews, gen, logits)
+        with frozen_bn_stats(model):      # every other pass normalises without updating them
+            return losses.total_loss(batch)
 
     # ------------------------------------------------------------------ inference
 
@@ -515,9 +470,9 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         """Cluster posteriors p(y|x), (N, n_clusters)."""
         return torch.softmax(self._logits_t(self.model_, self._as_tensor(X)), dim=1).cpu().numpy()
 
-    def _log(self, msg: str) -> None:
+    def _progress(self, msg: str) -> None:
         if self.verbose:
-            print(f"deep_im: {msg}", file=sys.stderr, flush=True)
+            log.info(f"deep_im: {msg}")
 
 
 def _fingerprint(X: np.ndarray, params: dict[str, Any], views: np.ndarray | None) -> str:
@@ -534,10 +489,10 @@ def _fingerprint(X: np.ndarray, params: dict[str, Any], views: np.ndarray | None
     return h.hexdigest()
 
 
-def _fmt_row(row: dict[str, float], epochs: int, run: int = 0, n_init: int = 1) -> str:
+def _fmt_row(row: dict[str, float], names: list[str], epochs: int, run: int = 0, n_init: int = 1) -> str:
     parts = ([f"run {run + 1}/{n_init}"] if n_init > 1 else []) + [
         f"epoch {int(row['epoch'])}/{epochs}", f"step {int(row['step'])}", f"loss {row['total']:.4f}"]
-    parts += [f"{k} {row[k]:.4f}" for k in TERMS if row.get(k)]
+    parts += [f"{k} {row[k]:.4f}" for k in names if row.get(k)]
     parts.append(f"clusters {row['num_clusters']}")
     parts += [f"{k} {row[k]:.3f}" for k in ("acc", "nmi", "ami") if k in row]
     parts.append(f"{row['seconds']:.1f}s")

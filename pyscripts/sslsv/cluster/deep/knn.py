@@ -1,5 +1,5 @@
 """Distance from every vector to its k-th nearest other vector: IMSAT's per-sample VAT radius
-``eps_i = prop_eps · δ_i`` (ALGORITHMS.md §3.1) and the noise scale of the i-vector-space views.
+``eps_i = prop_eps · δ_i`` (docs/algorithms.md §3.1) and the noise scale of the i-vector-space views.
 
 Exact, not approximate:
 

@@ -1,5 +1,6 @@
-"""Loss terms of the information-maximisation clustering family (IMSAT, CIMC, CAMSAT; ALGORITHMS.md §2, §3)
-as pure PyTorch functions: they work on any device and in float32 or float64, and never touch model state.
+"""Loss terms of the information-maximisation clustering family (IMSAT, CIMC, CAMSAT; docs/algorithms.md
+§2, §3) as pure PyTorch functions: they work on any device and in float32 or float64, and never touch model
+state.
 
 Conventions:
 
@@ -20,33 +21,21 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.special import betaincinv
 
+from .._base import gen_device, rand, randn
+
 Model = Callable[[torch.Tensor], torch.Tensor]
 Views = torch.Tensor | Sequence[torch.Tensor]
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _gen_device(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:
-    return generator.device if generator is not None else like.device
-
-
-def _randn(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal draws of ``like``'s dtype, made on the generator's device, returned on ``like``'s."""
-    z = torch.randn(shape, generator=generator, device=_gen_device(generator, like), dtype=like.dtype)
-    return z.to(like.device)
-
-
-def _rand(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None,
-          dtype: torch.dtype | None = None) -> torch.Tensor:
-    """U[0, 1) draws (as :func:`_randn`)."""
-    u = torch.rand(shape, generator=generator, device=_gen_device(generator, like), dtype=dtype or like.dtype)
-    return u.to(like.device)
 
 
 def _l2_rows(v: torch.Tensor) -> torch.Tensor:
@@ -113,7 +102,7 @@ def vat_direction(model: Model, x: torch.Tensor, p_clean: torch.Tensor, xi: floa
     if n_power < 0:
         raise ValueError(f"n_power must be >= 0, got {n_power}")
     if d is None:
-        d = _l2_rows(_randn(tuple(x.shape), x, generator))
+        d = _l2_rows(randn(tuple(x.shape), x, generator))
     d = d.detach().to(dtype=x.dtype, device=x.device)
     p = p_clean.detach()
     x0 = x.detach()
@@ -154,7 +143,7 @@ def sample_beta(n: int, alpha: float, like: torch.Tensor, generator: torch.Gener
     """
     if alpha <= 0:
         raise ValueError(f"mixup alpha must be > 0, got {alpha}")
-    u = _rand((n,), like, generator, dtype=torch.float64)
+    u = rand((n,), like, generator, dtype=torch.float64)
     if alpha == 1.0:
         lam = u
     else:
@@ -166,7 +155,7 @@ def mixup_loss(model: Model, x: torch.Tensor, logits_clean: torch.Tensor, alpha:
                generator: torch.Generator | None = None, *, lam: torch.Tensor | None = None,
                perm: torch.Tensor | None = None) -> torch.Tensor:
     """Virtual Mixup Training on logits (CIMC eq. 5 as the paper's text describes it, VMT's
-    ``logit_mix_loss``; ALGORITHMS.md §3.2a).
+    ``logit_mix_loss``; docs/algorithms.md §3.2a).
 
     With a random permutation π (drawn first) and λ_i ~ Beta(α, α) per sample (drawn second; no
     ``max(λ, 1−λ)``): x̃ = λx + (1−λ)x_π, z̃ = λz + (1−λ)z_π of the *detached* clean logits z, and
@@ -175,7 +164,7 @@ def mixup_loss(model: Model, x: torch.Tensor, logits_clean: torch.Tensor, alpha:
     """
     b = x.shape[0]
     if perm is None:
-        perm = torch.randperm(b, generator=generator, device=_gen_device(generator, x))
+        perm = torch.randperm(b, generator=generator, device=gen_device(generator, x))
     perm = perm.to(x.device)
     if lam is None:
         lam = sample_beta(b, alpha, x, generator)
@@ -193,7 +182,7 @@ def mixup_loss(model: Model, x: torch.Tensor, logits_clean: torch.Tensor, alpha:
 
 def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07,
                 base_temperature: float = 0.07) -> torch.Tensor:
-    """Supervised contrastive loss (Khosla et al.; ALGORITHMS.md §3.2b) with pseudo-labels.
+    """Supervised contrastive loss (Khosla et al.; docs/algorithms.md §3.2b) with pseudo-labels.
 
     ``features`` (B, D) or (B, V, D) (V views, contrast mode "all") are L2-normalised here (CIMC passes
     the logits). For anchor i among the B·V rows, A(i) is every other row and P(i) the rows of A(i) with
@@ -246,7 +235,7 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> to
 
 def aug_loss(p_clean: torch.Tensor, logits_views: Views, eps: float = 1e-8) -> torch.Tensor:
     """CAMSAT ``L_aug = mean_i mean_k KL(p_i ‖ softmax(z_i^k))`` (IMSAT smoothing), with the clean
-    posterior ``p_clean`` (B, C) detached as a fixed target, as in VAT (ALGORITHMS.md §2.2)."""
+    posterior ``p_clean`` (B, C) detached as a fixed target, as in VAT (docs/algorithms.md §2.2)."""
     z = _stack_views(logits_views)
     p = p_clean.detach().unsqueeze(0)
     q = torch.softmax(z, dim=-1)
@@ -255,7 +244,7 @@ def aug_loss(p_clean: torch.Tensor, logits_views: Views, eps: float = 1e-8) -> t
 
 def symmetry_loss(logits_views: Views, include_clean: torch.Tensor | None = None) -> torch.Tensor:
     """CAMSAT ``L_symmetry``: generalised Jensen–Shannon divergence of the views' posteriors,
-    ``mean_i mean_k KL(p_i^k ‖ M_i)`` with the mixture ``M_i = mean_k p_i^k`` (ALGORITHMS.md §2.2).
+    ``mean_i mean_k KL(p_i^k ‖ M_i)`` with the mixture ``M_i = mean_k p_i^k`` (docs/algorithms.md §2.2).
 
     ``include_clean`` (B, C): clean posteriors taken in as one more distribution, in the mixture *and*
     in the mean of KLs (AugMix's JS consistency, which mixes clean + augmented predictions); not
@@ -287,3 +276,134 @@ def vicreg_covariance(z: torch.Tensor) -> torch.Tensor:
     cov = zc.T @ zc / (b - 1)
     off = cov - torch.diag(torch.diagonal(cov))
     return off.pow(2).sum() / dim
+
+
+# --------------------------------------------------------------------------- the objective: one row per term
+
+
+@dataclass(eq=False)
+class Batch:
+    """What the loss terms see of one mini-batch: ``est``, the estimator (the terms read their
+    hyperparameters from it), the ``model``, the inputs ``x`` (B, d), their neighbour distances ``delta``
+    (B,), VAT's finite-difference step ``xi``, the augmented inputs ``views`` (a list of (B, d), or None),
+    the ``generator`` of the random draws and the clean pass's ``logits`` (B, C); ``p`` (their softmax, in
+    the graph) and ``p_hat`` (detached) are computed at once."""
+
+    est: Any
+    model: Model
+    x: torch.Tensor
+    delta: torch.Tensor
+    xi: float
+    views: list[torch.Tensor] | None
+    generator: torch.Generator | None
+    logits: torch.Tensor
+    p: torch.Tensor = field(init=False)
+    p_hat: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.p = torch.softmax(self.logits, dim=1)
+        self.p_hat = self.p.detach()
+
+    @cached_property
+    def mi(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(H(Y|X), H(Y))`` of :func:`mi_terms`, computed once for the two terms that use them."""
+        return mi_terms(self.p)
+
+    @cached_property
+    def view_logits(self) -> list[torch.Tensor]:
+        """The logits of every view (empty without views): one forward pass each, made once."""
+        return [self.model(v) for v in self.views] if self.views else []
+
+
+@dataclass(frozen=True)
+class Term:
+    """A row of the objective. ``name``: the term's curve column. ``weight``: the estimator parameter that
+    holds its weight (the term is computed when it is > 0). ``loss``: the term's value on a
+    :class:`Batch`. ``views``: the term needs augmented views (skipped on a batch without any; a weight > 0
+    makes the estimator produce them). ``perturbs``: the term makes forward passes of its own inputs (the
+    views' passes follow them). ``coef``: the factor of the term in the total, from the estimator
+    (default: the weight)."""
+
+    name: str
+    weight: str
+    loss: Callable[[Batch], torch.Tensor]
+    views: bool = False
+    perturbs: bool = False
+    coef: Callable[[Any], float] | None = None
+
+
+def _vat(b: Batch) -> torch.Tensor:
+    return vat_loss(b.model, b.x, b.p_hat, b.est.vat_eps * b.delta, b.xi, n_power=b.est.vat_power,
+                    generator=b.generator)
+
+
+def _mixup(b: Batch) -> torch.Tensor:
+    return mixup_loss(b.model, b.x, b.logits.detach(), alpha=b.est.mixup_alpha, generator=b.generator)
+
+
+def _supcon(b: Batch) -> torch.Tensor:
+    """SupCon on the clean logits with the argmax pseudo-labels of the samples predicted with at least
+    ``supcon_min_confidence``."""
+    conf, pseudo = b.p_hat.max(dim=1)
+    keep = conf >= b.est.supcon_min_confidence
+    return supcon_loss(b.logits[keep], pseudo[keep], temperature=b.est.supcon_temperature,
+                       base_temperature=b.est.supcon_temperature)
+
+
+def _symmetry(b: Batch) -> torch.Tensor:
+    return symmetry_loss(b.view_logits, include_clean=b.p if b.est.symmetry_include_clean else None)
+
+
+def _info_nce(b: Batch) -> torch.Tensor:
+    return info_nce(b.logits, b.view_logits[0], temperature=b.est.info_nce_temperature)
+
+
+def _vicreg_inv(b: Batch) -> torch.Tensor:
+    return torch.stack([F.mse_loss(b.logits, v) for v in b.view_logits]).mean()
+
+
+def _vicreg_var(b: Batch) -> torch.Tensor:
+    return torch.stack([vicreg_variance(z, gamma=b.est.vicreg_gamma) for z in [b.logits, *b.view_logits]]
+                       ).mean()
+
+
+def _vicreg_cov(b: Batch) -> torch.Tensor:
+    return torch.stack([vicreg_covariance(z) for z in [b.logits, *b.view_logits]]).mean()
+
+
+# The rows' order is the order in which the terms are computed and summed (and so that of the random draws:
+# VAT's, then mixup's) and of the curve's columns; changing it changes the numbers.
+TERMS: tuple[Term, ...] = (
+    Term("cond_ent", "im_weight", lambda b: b.mi[0], coef=lambda e: e.im_weight * e.lam),
+    Term("marg_ent", "im_weight", lambda b: b.mi[1], coef=lambda e: -e.im_weight * e.lam * e.mu),
+    Term("vat", "vat_weight", _vat, perturbs=True),
+    Term("mixup", "mixup_weight", _mixup, perturbs=True),
+    Term("supcon", "supcon_weight", _supcon),
+    Term("aug", "aug_weight", lambda b: aug_loss(b.p_hat, b.view_logits), views=True),
+    Term("symmetry", "symmetry_weight", _symmetry, views=True),
+    Term("info_nce", "info_nce_weight", _info_nce, views=True),
+    Term("vicreg_inv", "vicreg_inv_weight", _vicreg_inv, views=True),
+    Term("vicreg_var", "vicreg_var_weight", _vicreg_var),
+    Term("vicreg_cov", "vicreg_cov_weight", _vicreg_cov),
+)
+
+
+def total_loss(b: Batch, terms: Sequence[Term] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """``Σ coef · loss`` over the rows of ``terms`` (default :data:`TERMS`) whose weight is > 0, in the
+    rows' order, and the value of each term computed. The model's forward passes keep one order, which
+    fixes the float sums of the parameter gradients: the clean pass (the caller's), the perturbing terms'
+    passes, then the views' passes (made right after the last ``perturbs`` row, used or not). The caller
+    decides the batch-norm mode (the estimator freezes the running averages)."""
+    terms = TERMS if terms is None else terms
+    views_at = max((i + 1 for i, t in enumerate(terms) if t.perturbs), default=0)
+    total = b.logits.new_zeros(())
+    values: dict[str, float] = {}
+    for i, term in enumerate(terms):
+        if i == views_at:
+            _ = b.view_logits
+        if not getattr(b.est, term.weight) > 0 or (term.views and not b.view_logits):
+            continue
+        value = term.loss(b)
+        total = total + (getattr(b.est, term.weight) if term.coef is None else term.coef(b.est)) * value
+        values[term.name] = float(value.detach())
+    return total, values

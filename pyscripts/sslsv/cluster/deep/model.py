@@ -1,7 +1,7 @@
 """The clustering network of IMSAT / CIMC / CAMSAT: an MLP d-S-...-S-C with batch norm and ReLU on every
 hidden layer and a linear output giving the cluster logits (softmax applied by the losses).
 
-Initialisation follows IMSAT's Chainer code (ALGORITHMS.md §3.1): weights ~ N(0, (wscale/√fan_in)²),
+Initialisation follows IMSAT's Chainer code (docs/algorithms.md §3.1): weights ~ N(0, (wscale/√fan_in)²),
 zero biases, wscale 0.1 for the hidden layers and 1e-4 for the output layer so the first predictions
 are almost uniform over the clusters.
 """

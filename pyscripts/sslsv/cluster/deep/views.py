@@ -1,5 +1,5 @@
 """Augmented views of i-vectors made in i-vector space, for CAMSAT's ``L_aug`` / ``L_symmetry`` (and
-InfoNCE / VICReg) when no i-vectors of augmented audio exist (ALGORITHMS.md §2.3 option (a); the
+InfoNCE / VICReg) when no i-vectors of augmented audio exist (docs/algorithms.md §2.3 option (a); the
 authors' augmentations are unknown, so these are this project's design [I]).
 
 Operations, applied in the order listed in ``types`` (each view and each sample draws its own):
@@ -17,8 +17,8 @@ Operations, applied in the order listed in ``types`` (each view and each sample 
 * finally, with ``renormalize`` (for per-sample L2-normalised inputs), every row is scaled back to unit
   L2 norm.
 
-Random numbers come from the ``torch.Generator`` given, drawn on its device (see :mod:`.losses`), so a
-seeded generator gives the same views every time.
+Random numbers come from the ``torch.Generator`` given, drawn on its device (see
+:mod:`sslsv.cluster._base`), so a seeded generator gives the same views every time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .losses import _rand, _randn
+from .._base import rand, randn
 
 TYPES = ("noise", "mask", "scale")
 
@@ -77,13 +77,13 @@ class IvectorAugment:
                 if delta is None:
                     raise ValueError("the 'noise' augmentation needs the neighbour distances delta")
                 sigma = self.noise_scale * delta.to(dtype=x.dtype, device=x.device) / d ** 0.5
-                out = out + sigma[:, None] * _randn((b, d), x, generator)
+                out = out + sigma[:, None] * randn((b, d), x, generator)
             elif t == "mask":
-                out = out * (_rand((b, d), x, generator) >= self.mask_prob).to(x.dtype)
+                out = out * (rand((b, d), x, generator) >= self.mask_prob).to(x.dtype)
             else:
                 lo, hi = self._scale_bounds()
                 shape = (b, d) if self.scale_per == "feature" else (b, 1)
-                out = out * (lo + (hi - lo) * _rand(shape, x, generator))
+                out = out * (lo + (hi - lo) * rand(shape, x, generator))
         if self.renormalize:
             out = F.normalize(out, dim=1)
         return out
