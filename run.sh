@@ -134,8 +134,7 @@ utils/setup_env.sh "${tools[@]}"
 . ./path.sh
 . ./cmd.sh
 if [[ $device == cuda* ]]; then   # a GPU this machine lacks is one line now, not a traceback in a stage's log
-  _err=$(python3 -c 'import sys; from sslsv.device import resolve_device; resolve_device(sys.argv[1])' \
-    "$device" 2>&1) || { echo "$0: ${_err##*DataError: }" >&2; exit 1; }
+  _err=$(python3 -m sslsv.device "$device" 2>&1) || { echo "$0: $_err" >&2; exit 1; }
 fi
 
 # ---- stage 0: data preparation ---------------------------------------------------------------------
@@ -242,19 +241,29 @@ fi
 if [ -z "$num_clusters" ] && [ -f "$data/$train_set/spk2utt" ]; then
   num_clusters=$(wc -l < "$data/$train_set/spk2utt")
 fi
-cluster_tag=${cluster_tag:-${cluster_method}_c${num_clusters}}
-# Another --seed is another result: clusterings and networks of seed N != 0 are named <...>_sN, so a
-# multi-seed run never overwrites or resumes seed 0's (the seed is also in metrics.json / config.yaml).
-seed_suffix=; [ "$seed" = 0 ] || seed_suffix=_s$seed
-cluster_tag+=$seed_suffix
+# The names of the pseudo-label set and its networks come from sslsv.naming: <method>[_c<C>][_sN], where
+# a method that finds the number of clusters itself (hdbscan) has no C, and another --seed is another
+# result (seed N != 0 adds _sN, so a multi-seed run never overwrites or resumes seed 0's; the seed is
+# also in metrics.json / config.yaml). A --cluster-tag given replaces <method>[_c<C>].
+num_clusters_opt=()
+if in_stages 6 || in_stages 7 || in_stages 8 || in_stages 9; then
+  read -r _ takes_c < <(python3 -m sslsv.cluster takes-c "$cluster_method" 2>/dev/null) ||
+    { echo "$0: unknown --cluster-method '$cluster_method' (python3 -m sslsv.cluster methods lists them)" >&2; exit 1; }
+  [ "$takes_c" = yes ] && [ -n "$num_clusters" ] && num_clusters_opt=(--num-clusters "$num_clusters")
+  if [ -n "$cluster_tag" ]; then
+    cluster_tag=$(python3 -m sslsv.naming cluster-tag --tag "$cluster_tag" --seed "$seed")
+  else
+    cluster_tag=$(python3 -m sslsv.naming cluster-tag --method "$cluster_method" "${num_clusters_opt[@]}" --seed "$seed")
+  fi
+fi
 if in_stages 6; then
-  log "stage 6: $cluster_method clustering of $exp/ivectors_$train_set into $num_clusters clusters"
+  log "stage 6: $cluster_method clustering of $exp/ivectors_$train_set into ${num_clusters_opt[1]:-its own number of} clusters"
   views_opt=()
   if [ "$cluster_views" = true ] && [ -f "$exp/ivectors_${train_set}_aug/ivector.scp" ]; then
     views_opt=(--views "$exp/ivectors_${train_set}_aug" --utt2uniq "$data/${train_set}_aug/utt2uniq")
   fi
   steps/cluster.sh --cmd "$train_cmd" --method "$cluster_method" ${cluster_config:+--config "$cluster_config"} \
-    --num-clusters "$num_clusters" --set-opts "$cluster_opts" --device "$device" --seed "$seed" "${views_opt[@]}" \
+    "${num_clusters_opt[@]}" --set-opts "$cluster_opts" --device "$device" --seed "$seed" "${views_opt[@]}" \
     --utt2spk "$data/$train_set/utt2spk" "$exp/ivectors_$train_set" "$exp/cluster/$cluster_tag"
 fi
 
@@ -276,13 +285,7 @@ embed_set=()
 embed_set_opts="${embed_set[*]}"
 [ -n "$embed_opts" ] && embed_set_opts="${embed_set_opts:+$embed_set_opts }$embed_opts"
 if in_stages 8 || in_stages 9; then
-  embed_tag=$(python3 -c "
-import shlex, sys
-from pathlib import Path
-from sslsv.embed.config import load_embed_config
-c = load_embed_config(sys.argv[1], shlex.split(sys.argv[2]))
-mix = '' if c['mixup']['kind'] == 'none' else f\"_{c['mixup']['kind']}{c['mixup']['alpha']:g}\"
-print(f\"{Path(sys.argv[1]).stem}_{c['head']['name']}{mix}\")" "$embed_config" "$embed_set_opts")$seed_suffix
+  embed_tag=$(python3 -m sslsv.naming network-tag --seed "$seed" "$embed_config" "$embed_set_opts")
 fi
 systems=("$cluster_tag:$data/${train_set}_pl_$cluster_tag")
 [ "$supervised" = true ] && systems+=("supervised:$data/$train_set")

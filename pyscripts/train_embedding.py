@@ -11,15 +11,19 @@ with the same arguments. See sslsv.embed.trainer for the output layout.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
 from sslsv.embed.config import load_embed_config
 from sslsv.embed.trainer import train
+from sslsv.logs import setup
+from sslsv.naming import write_system_record
 from sslsv.tables import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup("train_embedding")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=None, help="YAML config (conf/embed/*.yaml)")
     ap.add_argument("--set", dest="overrides", default="", help="'section.key=value ...' overrides")
@@ -31,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = load_embed_config(a.config, shlex.split(a.overrides))
+        if os.environ.get("RANK", "0") == "0":   # one writer under torchrun
+            write_system_record(a.out_dir, a.data_dir, a.config, cfg)
         train(cfg, a.data_dir, a.out_dir, a.device, max_epochs=a.max_epochs)
     except (DataError, ValueError) as e:
         print(f"train_embedding.py: error: {e}", file=sys.stderr)

@@ -104,10 +104,3 @@ def test_run_study_dry_run_skips_done_cells(root: Path, recipe_env: dict[str, st
     bad = subprocess.run([str(root / "local/run_study.sh"), "--prepare", "false", "conf/study/demo.yaml",
                           "--data", str(tmp_path / "nodata")], env=recipe_env, capture_output=True, text=True)
     assert bad.returncode != 0 and "spk2utt" in bad.stderr
-
-
-def test_names_match_the_embedding_package() -> None:
-    from sslsv.embed.config import MIX_KINDS
-    from sslsv.embed.heads import HEADS
-    from sslsv.study import HEAD_NAMES, MIXUPS
-    assert set(HEAD_NAMES) == set(HEADS) and set(MIXUPS) == set(MIX_KINDS)

@@ -29,11 +29,14 @@ from typing import Any
 
 import yaml
 
-from .cluster.registry import resolved_config
+from . import naming
+from .cluster.registry import resolved_config, takes_n_clusters
+from .embed.config import MIX_KINDS
+from .embed.heads import HEADS
 from .tables import DataError
 
-HEAD_NAMES = ("softmax", "am", "cosface", "aam", "ocsoftmax", "adaface")   # sslsv.embed.heads.HEADS, in
-MIXUPS = ("none", "imix", "lmix")                                          # table order, without torch
+HEAD_NAMES = tuple(HEADS)      # the margin heads and regularisers of stage 8, in table order
+MIXUPS = MIX_KINDS
 INPUT_NORMS = ("config", "l2", "standard", "none")
 _TOP_KEYS = {"description", "embed_config", "cluster_opts", "embed_opts", "supervised", "grids"}
 _GRID_KEYS = {"name", "methods", "multipliers", "input_norms", "heads", "mixups", "supervised"}
@@ -55,11 +58,11 @@ class Cell:
     supervised: bool         # the grid wants the true-label reference of (head, mixup)
 
     def num_clusters(self, num_speakers: int) -> int:
-        return max(2, round(self.multiplier * num_speakers))
+        return naming.num_clusters(self.multiplier, num_speakers)
 
     def cluster_tag(self, num_speakers: int) -> str:
-        norm = f"_{self.input_norm}" if self.renamed else ""
-        return f"{self.method}{norm}_c{self.num_clusters(num_speakers)}"
+        return naming.cluster_tag(self.method, self.num_clusters(num_speakers),
+                                  self.input_norm if self.renamed else "")
 
     def cell_id(self, num_speakers: int) -> str:
         return f"{self.cluster_tag(num_speakers)}_{self.head}_{self.mixup}"
@@ -110,11 +113,14 @@ def _config_norm(conf_dir: Path, method: str, where: str) -> str:
     if not f.is_file():
         known = " ".join(sorted(p.stem for p in conf_dir.glob("*.yaml")))
         raise DataError(f"{where}: no clustering method {method!r} ({f} missing; known: {known})")
-    cfg = resolved_config(f)
-    if "n_clusters" not in (cfg.get("params") or {}):
+    try:
+        takes_c = takes_n_clusters(method, conf_dir)   # the registry's answer: its class has n_clusters
+    except DataError as e:
+        raise DataError(f"{where}: method {method!r}: {e}") from e
+    if not takes_c:
         raise DataError(f"{where}: {method!r} chooses its own number of clusters; run it with "
                         "local/cluster_sweep.sh, not in a study grid")
-    return str(cfg.get("input_norm", "l2"))
+    return str(resolved_config(f).get("input_norm", "l2"))
 
 
 def _list(grid: dict, key: str, where: str, allowed: tuple[str, ...] | None = None) -> list[Any]:

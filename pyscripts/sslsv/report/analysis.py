@@ -14,6 +14,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from ..cluster.metrics import METRICS
+from ..naming import SUPERVISED
 from ..study import HEAD_NAMES, MIXUPS
 from .collect import ClusterRun, Results, System
 
@@ -142,7 +143,7 @@ def grid(res: Results, ref: Reference, rows: Sequence[str], columns: Sequence[st
 
 def ordered_sets(res: Results, sets: set[str]) -> list[str]:
     """Label sets in table order (:func:`cluster_order`), the true labels last."""
-    return sorted(sets - {"supervised"}, key=cluster_order(res)) + (["supervised"] if "supervised" in sets
+    return sorted(sets - {SUPERVISED}, key=cluster_order(res)) + ([SUPERVISED] if SUPERVISED in sets
                                                                        else [])
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ..naming import SUPERVISED
+
 DEEP_ESTIMATORS = frozenset({"deep_im", "dec"})
 NOT_RECORDED = "not recorded"
 
@@ -166,13 +168,36 @@ def _cluster_runs(exp: Path, res: Results) -> None:
 
 
 def _labels_of(data_dir: str) -> str | None:
+    """Label source of a training data dir named in an older tree's log (no system.json there)."""
     d = data_dir.rstrip("/")
     if d.endswith("/utt2spk"):
         d = d[: -len("/utt2spk")]
     m = re.search(r"_pl_([^/]+)$", d)
     if m:
         return m.group(1)
-    return "supervised" if re.search(r"_train$", d) else None
+    return SUPERVISED if re.search(r"_train$", d) else None
+
+
+def _older_system_record(d: Path, cfg_file: Path, cmd: list[str] | None, result: dict | None
+                         ) -> dict[str, Any] | None:
+    """What system.json says, recovered from the names of a tree made before stage 8 wrote it: the
+    training data dir (in result.json or the training command) and the ``--config`` of the command."""
+    labels = _labels_of(result["utt2spk"]) if result and result.get("utt2spk") else None
+    if labels is None and cmd and len(cmd) >= 2:
+        labels = _labels_of(cmd[-2])
+    if labels is None:
+        return None
+    cfg = yaml.safe_load(cfg_file.read_text()) or {}
+    head = str(cfg.get("head", {}).get("name", "aam"))
+    mix = cfg.get("mixup", {}) or {}
+    kind, alpha = str(mix.get("kind", "none")), float(mix.get("alpha", 1.0))
+    if cmd and "--config" in cmd[:-1]:
+        config = Path(cmd[cmd.index("--config") + 1]).stem
+    else:
+        suffix = f"_{head}" + ("" if kind == "none" else f"_{kind}{alpha:g}")
+        stem = d.name[len(labels) + 1:] if d.name.startswith(labels + "_") else d.name
+        config = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    return {"labels": labels, "config": config, "head": head, "mixup": kind, "alpha": alpha}
 
 
 def _system(d: Path, res: Results) -> System | None:
@@ -181,27 +206,17 @@ def _system(d: Path, res: Results) -> System | None:
     if not cfg_file.is_file():
         res.notes.append(f"{d}: no config.yaml (stage 8 never started there); left out")
         return None
-    cfg = yaml.safe_load(cfg_file.read_text()) or {}
     result = _json(d / "scores" / "result.json", res.notes)
     final = _json(d / "final.json", res.notes) or {}
-    labels = _labels_of(result["utt2spk"]) if result and result.get("utt2spk") else None
-    config = None
-    if cmd:
-        if labels is None and len(cmd) >= 2:
-            labels = _labels_of(cmd[-2])
-        if "--config" in cmd[:-1]:
-            config = Path(cmd[cmd.index("--config") + 1]).stem
-    head = str(cfg.get("head", {}).get("name", "aam"))
-    mix = cfg.get("mixup", {}) or {}
-    kind, alpha = str(mix.get("kind", "none")), float(mix.get("alpha", 1.0))
-    suffix = f"_{head}" + ("" if kind == "none" else f"_{kind}{alpha:g}")
-    if labels is None:
-        res.notes.append(f"{d}: cannot tell which labels it was trained on (no scores/result.json and no "
-                         "log/train.log); left out")
+    rec = _json(d / "system.json", res.notes)
+    if rec is None:
+        rec = _older_system_record(d, cfg_file, cmd, result)
+    if rec is None:
+        res.notes.append(f"{d}: cannot tell which labels it was trained on (no system.json, "
+                         "scores/result.json or log/train.log); left out")
         return None
-    if config is None:
-        stem = d.name[len(labels) + 1:] if d.name.startswith(labels + "_") else d.name
-        config = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    labels, config, head = rec["labels"], rec["config"], rec["head"]
+    kind, alpha = rec["mixup"], float(rec["alpha"])
     cos = asn = None
     if result:
         cos = Score(result["cosine"]["eer"], result["cosine"]["min_dcf_0.01"])

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cluster.metrics import METRICS
+from ..naming import SUPERVISED
 from ..provenance import provenance
 from ..study import Study
 from ..tables import atomic_path
@@ -67,8 +68,8 @@ def _study_sets(study: Study | None, n_true: int | None) -> tuple[list[tuple[str
     if study is None or not n_true:
         return [], []
     cells = [(c.cluster_tag(n_true), c.head, c.mixup) for c in study.cells]
-    cells += [("supervised", h, m) for h, m in study.references()]
-    sets = list(dict.fromkeys(t for t, _, _ in cells if t != "supervised"))
+    cells += [(SUPERVISED, h, m) for h, m in study.references()]
+    sets = list(dict.fromkeys(t for t, _, _ in cells if t != SUPERVISED))
     return cells, sets
 
 
@@ -126,7 +127,7 @@ class Report:
                 notes.append(f"the study {self.study.path} could not be placed: the number of training "
                              "speakers is unknown")
             else:
-                refs = sum(t == "supervised" for t, _, _ in self.cells)
+                refs = sum(t == SUPERVISED for t, _, _ in self.cells)
                 what = (f"{len(self.cells) - refs} cells of {self.study.path} and their {refs} true-label "
                         "references")
                 notes.append(f"{len(not_run)} of the {what} not run yet: " + "; ".join(not_run) if not_run
@@ -136,7 +137,7 @@ class Report:
         self.lines.append("")
 
     def _acc(self, labels: str) -> str:
-        if labels == "supervised":
+        if labels == SUPERVISED:
             return "1 (true)"
         c = self.res.clusters.get(labels)
         return fmt(c.metrics.get("acc")) if c else MISSING
@@ -147,7 +148,7 @@ class Report:
         rows = [[b.name.replace("_", " "), *[MISSING] * 5, f"{b.score.eer:.2f}", f"{b.score.min_dcf:.3f}",
                  MISSING, MISSING] for b in self.res.baselines]
         order = cluster_order(self.res)
-        for s in sorted(self.res.systems, key=lambda s: (s.labels == "supervised", order(s.labels), s.head,
+        for s in sorted(self.res.systems, key=lambda s: (s.labels == SUPERVISED, order(s.labels), s.head,
                                                          s.mixup, s.name)):
             reg = REGULARISER_NAMES.get(s.mixup, s.mixup) + ("" if s.mixup == "none" else f" α={s.alpha:g}")
             rows.append([s.name, s.labels, self._acc(s.labels), s.head, reg, s.epoch, _eer(s), _dcf(s),
@@ -179,7 +180,7 @@ class Report:
                          _eer(s), _dcf(s), _eer(s, "asnorm")])
         L += md_table(["pseudo labels", "family", "inputs", "C asked", *(METRIC_HEAD[m] for m in METRICS),
                        "EER", "minDCF", "AS-norm EER"], rows)
-        sup = find(self.res, "supervised", self.ref)
+        sup = find(self.res, SUPERVISED, self.ref)
         L += ["", f"EER and minDCF: the {self.ref.config} network with the {self.ref.head} head and no "
               f"regulariser trained on each set (cosine scoring; {MISSING}: not trained). "
               f"The same network on the true labels: EER {_eer(sup)} %, minDCF {_dcf(sup)}. "
@@ -276,7 +277,8 @@ class Report:
             by_c.setdefault(c.requested or 0, []).append(c)
         for cval, group in sorted(by_c.items()):
             f = f"curves_c{cval}.png"
-            figures.curves([(c.tag.rsplit("_c", 1)[0], c) for c in sorted(group, key=lambda c: c.tag)],
+            same_c = sorted(group, key=lambda c: c.tag)   # legend: the tag without the C the title gives
+            figures.curves([(c.tag.replace(f"_c{cval}", "", 1), c) for c in same_c],
                            f"deep clustering methods, C = {cval}", self.out / f, self.n_true)
             self.figures.append(f)
             L += [f"![curves C={cval}]({f})", ""]
