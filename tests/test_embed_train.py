@@ -7,14 +7,29 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from sslsv.embed.config import load_embed_config
+from sslsv.embed.config import (
+    DEFAULTS,
+    MarginConfig,
+    MixupConfig,
+    OptimConfig,
+    TrainConfig,
+    load_embed_config,
+)
 from sslsv.embed.schedule import LrSchedule, MarginSchedule
-from sslsv.embed.trainer import best_epoch, split_validation, train, validation_trials, with_defaults
+from sslsv.embed.trainer import (
+    RunConfig,
+    best_epoch,
+    split_validation,
+    train,
+    validation_trials,
+    with_defaults,
+)
 from sslsv.tables import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +111,29 @@ def test_config_overrides_and_errors(tmp_path):
         load_embed_config(bad)
 
 
+def test_typed_sections_follow_the_defaults_and_checks():
+    """The trainer's typed sections: the fields of DEFAULTS in its order and with its defaults, the
+    resolved config's values unchanged (same types), unknown keys and the loader's value checks refused."""
+    for cls in (MarginConfig, MixupConfig, OptimConfig, TrainConfig):
+        assert [f.name for f in fields(cls)] == list(DEFAULTS[cls.SECTION]), cls
+        assert vars(cls.from_dict({})) == DEFAULTS[cls.SECTION], cls
+    cfg = _cfg("mixup.kind=imix", "optim.lr=1", "train.epochs=3e0")
+    rc = RunConfig.from_dict(cfg)
+    for sec in ("train", "optim", "margin", "mixup"):
+        typed = vars(getattr(rc, sec))
+        assert typed == cfg[sec] and all(type(typed[k]) is type(v) for k, v in cfg[sec].items()), sec
+    assert rc.optim.lr == 1.0 and isinstance(rc.optim.lr, float) and rc.train.epochs == 3
+    assert rc.mixup.mix_layer == "input" and MixupConfig.from_dict({"kind": "lmix"}).mix_layer == "mfa"
+    assert rc.features.chunk_frames == 100 and rc.augment.aug_prob == 0.0 and rc.raw is cfg
+    with pytest.raises(DataError, match="unknown option.*train.epoch\\b"):
+        TrainConfig.from_dict({"epoch": 3})
+    for bad, match in [("mixup.layer=conv", "mixup.layer"), ("mixup.alpha=0", "mixup.alpha"),
+                       ("optim.name=lamb", "optim.name"), ("train.select=first", "train.select"),
+                       ("train.batch_size=0", "train.batch_size")]:
+        with pytest.raises(DataError, match=match):
+            load_embed_config(XS, ["mixup.kind=lmix", bad])
+
+
 def test_tiny_model_overfits_four_speakers(few_speakers: Path, tmp_path):
     """4 speakers x 8 utterances, AAM (s 32, m 0.2 from the start): the loss falls from ~ln(4)*s-scale
     values to a mean below 1.0 over epochs 14-16 on the CPU, and the training accuracy reaches 90 %."""
@@ -151,7 +189,7 @@ def test_resume_is_exact(few_speakers: Path, tmp_path):
     mb = b["optimizer"]["state"]
     assert all(torch.equal(ma[k]["momentum_buffer"], mb[k]["momentum_buffer"]) for k in ma)
     assert _log(tmp_path / "a")[1]["loss"] == _log(tmp_path / "b")[1]["loss"]
-    # what a checkpoint holds besides the weights (NNET.md §2.7)
+    # what a checkpoint holds besides the weights (docs/network.md §2.7)
     steps = a["global_step"] // 2
     assert a["epoch"] == 2 and a["lr_scheduler"]["current_iter"] == a["global_step"] == 2 * steps
     assert a["margin_sched"]["margin"] == pytest.approx(0.2) and a["num_classes"] == 4

@@ -8,19 +8,24 @@ the file or the override.
 
 from __future__ import annotations
 
+import argparse
 import copy
+import hashlib
 import os
+import shlex
+import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
 from ..config import load_config, typed
 from ..tables import DataError
 
-# Defaults of the sections checked here (NNET.md §2, §4, §8.1).
+# Defaults of the sections checked here (docs/network.md §2, §4, §8.1).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "margin": {                 # margin ramp of the head's final margin (NNET.md §2.4); epochs are 1-based
+    "margin": {                 # ramp to the head's final margin (docs/network.md §2.4); epochs are 1-based
         "initial": 0.0,
         "start_epoch": 5,       # the ramp starts at the beginning of this epoch
         "fix_epoch": 9,         # ... and reaches the head's final margin at the beginning of this one
@@ -29,7 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "mixup": {
         "kind": "none",         # none | imix (input features) | lmix (a hidden representation)
         "alpha": 1.0,           # lambda ~ Beta(alpha, alpha), then max(lambda, 1 - lambda)
-        "layer": "mfa",         # lmix: stem | mfa | pooled (NNET.md §4.2; mfa is the default L1)
+        "layer": "mfa",         # lmix: stem | mfa | pooled (docs/network.md §4.2; mfa is the default L1)
         "prob": 1.0,            # fraction of batches mixed
     },
     "optim": {
@@ -63,6 +68,125 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 SECTIONS = ("model", "head", "margin", "mixup", "features", "augment", "optim", "train")
 MIX_KINDS = ("none", "imix", "lmix")
+MIX_LAYERS = ("stem", "mfa", "pooled")    # where l-mix may mix (i-mix mixes the input)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Typed views of the sections checked here: the trainer reads these instead of the raw dicts
+
+_S = TypeVar("_S", bound="_Section")
+
+
+class _Section:
+    """Base of the typed sections: ``SECTION`` names the section of :data:`DEFAULTS` whose keys are the
+    dataclass's fields (in the same order; the defaults live in :data:`DEFAULTS` only)."""
+
+    SECTION: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls: type[_S], d: Mapping[str, Any]) -> _S:
+        """The section ``d`` of a resolved config, typed and checked. A missing key takes its default; a
+        value is converted to its default's type as the config loader does (a no-op on a resolved
+        config); unknown keys and bad values are a :class:`DataError` naming the option."""
+        sec, defaults = cls.SECTION, DEFAULTS[cls.SECTION]
+        unknown = sorted(set(d) - set(defaults))
+        if unknown:
+            raise DataError(f"unknown option(s) {', '.join(f'{sec}.{k}' for k in unknown)} "
+                            f"(known: {', '.join(sorted(defaults))})")
+        obj = cls(**{k: typed(d.get(k, v), v, f"{sec}.{k}") for k, v in defaults.items()})
+        obj.check()
+        return obj
+
+    def check(self) -> None:
+        """Reject values that cannot work (nothing to check by default)."""
+
+
+@dataclass(frozen=True)
+class MarginConfig(_Section):
+    """``margin``: the ramp from ``initial`` to the head's final margin over epochs ``start_epoch`` to
+    ``fix_epoch`` (1-based; docs/network.md §2.4). The kind is checked by :class:`MarginSchedule`, which is
+    only built for heads that have a margin."""
+
+    SECTION: ClassVar[str] = "margin"
+    initial: float
+    start_epoch: int
+    fix_epoch: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class MixupConfig(_Section):
+    """``mixup``: i-mix / l-mix of a fraction ``prob`` of the batches (docs/network.md §4)."""
+
+    SECTION: ClassVar[str] = "mixup"
+    kind: str
+    alpha: float
+    layer: str
+    prob: float
+
+    def check(self) -> None:
+        """Kind, l-mix layer and a positive Beta parameter."""
+        if self.kind not in MIX_KINDS:
+            raise DataError(f"mixup.kind={self.kind!r}: expected one of {', '.join(MIX_KINDS)}")
+        if self.kind == "lmix" and self.layer not in MIX_LAYERS:
+            raise DataError(f"mixup.layer={self.layer!r}: expected {' | '.join(MIX_LAYERS)}")
+        if self.alpha <= 0:
+            raise DataError(f"mixup.alpha={self.alpha}: must be positive")
+
+    @property
+    def mix_layer(self) -> str:
+        """Where a mixed batch is mixed: ``input`` for i-mix, else ``layer``."""
+        return "input" if self.kind == "imix" else self.layer
+
+
+@dataclass(frozen=True)
+class OptimConfig(_Section):
+    """``optim``: optimiser and learning-rate schedule (docs/network.md §2.3)."""
+
+    SECTION: ClassVar[str] = "optim"
+    name: str
+    lr: float
+    final_lr: float
+    schedule: str
+    warmup_epochs: int
+    ref_batch: int
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    grad_clip: float
+
+    def check(self) -> None:
+        """A known optimiser (the schedule kind is checked by :class:`LrSchedule`)."""
+        if self.name not in ("sgd", "adam"):
+            raise DataError(f"optim.name={self.name!r}: expected sgd | adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """``train``: run length, batches, data loading, validation and selection, precision, logging."""
+
+    SECTION: ClassVar[str] = "train"
+    epochs: int
+    batch_size: int
+    num_workers: int
+    cache_audio: bool
+    seed: int
+    val_fraction: float
+    val_min_utts: int
+    val_max_nontarget: int
+    val_every: int
+    select: str
+    amp: bool
+    tf32: bool
+    log_every: int
+    max_extract_frames: int
+
+    def check(self) -> None:
+        """A known selection rule and at least one epoch and one sample per batch."""
+        if self.select not in ("best", "last"):
+            raise DataError(f"train.select={self.select!r}: expected best | last")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise DataError("train.epochs and train.batch_size must be at least 1")
 
 
 def _set(cfg: dict[str, dict[str, Any]], key: str, value: Any, src: str) -> None:
@@ -101,24 +225,40 @@ def load_embed_config(path: str | os.PathLike | None, overrides: Iterable[str] =
 
 
 def check(cfg: Mapping[str, Mapping[str, Any]]) -> None:
-    """Value checks of the sections owned here (the builders check model, head, features, augment)."""
-    mix = cfg["mixup"]
-    if mix["kind"] not in MIX_KINDS:
-        raise DataError(f"mixup.kind={mix['kind']!r}: expected one of {', '.join(MIX_KINDS)}")
-    if mix["kind"] == "lmix" and mix["layer"] not in ("stem", "mfa", "pooled"):
-        raise DataError(f"mixup.layer={mix['layer']!r}: expected stem | mfa | pooled")
-    if float(mix["alpha"]) <= 0:
-        raise DataError(f"mixup.alpha={mix['alpha']}: must be positive")
-    if cfg["optim"]["name"] not in ("sgd", "adam"):
-        raise DataError(f"optim.name={cfg['optim']['name']!r}: expected sgd | adam")
-    if cfg["train"]["select"] not in ("best", "last"):
-        raise DataError(f"train.select={cfg['train']['select']!r}: expected best | last")
+    """Value checks of the sections owned here (the builders check model, head, features, augment): the
+    typed sections' own checks, and a head name."""
+    for section in (MixupConfig, OptimConfig, TrainConfig, MarginConfig):
+        section.from_dict(cfg[section.SECTION])
     if "name" not in cfg["head"]:
         raise DataError("head.name is required (softmax | am | cosface | aam | ocsoftmax | adaface)")
-    if int(cfg["train"]["epochs"]) < 1 or int(cfg["train"]["batch_size"]) < 1:
-        raise DataError("train.epochs and train.batch_size must be at least 1")
 
 
 def dump(cfg: Mapping[str, Any]) -> str:
     """The resolved config as YAML (written next to the model, and compared on resume)."""
     return yaml.safe_dump({k: dict(v) for k, v in cfg.items()}, sort_keys=False)
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """SHA-1 of the resolved config: equal for equal systems whatever overrides spelled them."""
+    return hashlib.sha1(dump(cfg).encode()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m sslsv.embed.config hash CONFIG ['section.key=value ...']``: the hash of the resolved
+    config (train_embedding.sh's stamp); a bad key or value is one ``ERROR:`` line."""
+    ap = argparse.ArgumentParser(prog="python3 -m sslsv.embed.config")
+    ap.add_argument("what", choices=["hash"])
+    ap.add_argument("config")
+    ap.add_argument("overrides", nargs="?", default="", help="one string of section.key=value overrides")
+    a = ap.parse_args(argv)
+    try:
+        cfg = load_embed_config(a.config, shlex.split(a.overrides))
+    except DataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    print(config_hash(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,8 @@
-"""Training data pipeline of the speaker-embedding network (NNET.md §2.1, §2.6, §5): one random
+"""Training data pipeline of the speaker-embedding network (docs/network.md §2.1, §2.6, §5): one random
 2-s chunk of each utterance per epoch, optionally speed-perturbed (as new classes) and corrupted on the
 fly, turned into 40-dim MFCC or 80-dim filterbanks.
 
-Per item, in this order (WeSpeaker's, NNET.md §2.1):
+Per item, in this order (WeSpeaker's, docs/network.md §2.1):
 
 1. **read** the ``wav.scp`` entry (a path or a ``cmd |`` pipe) on Kaldi's int16 scale;
 2. **voiced samples** (``use_vad``): the samples covered by the voiced 10-ms frames of ``vad.scp``,
@@ -60,7 +60,7 @@ from ..tables import DataError, c_sorted, read_scp, read_table
 SPEED_FACTORS = (1.0, 0.9, 1.1)
 CORRUPTIONS = ("reverb", "noise", "babble", "reverb_noise")
 VAD_SHIFT_MS = 10.0          # frame shift of the stage-1 VAD (conf/mfcc.conf)
-MIN_EXTRACT_FRAMES = 50      # extraction tiles shorter utterances up to this (NNET.md §6.1)
+MIN_EXTRACT_FRAMES = 50      # extraction tiles shorter utterances up to this (docs/network.md §6.1)
 _SPEED_MARGIN = 800          # extra samples around the window that is speed-perturbed
 
 
@@ -150,7 +150,7 @@ class FeatureConfig:
 
 @dataclass
 class AugConfig:
-    """On-the-fly augmentation (NNET.md §5.9). Ranges are inclusive uniform draws.
+    """On-the-fly augmentation (docs/network.md §5.9). Ranges are inclusive uniform draws.
 
     ``aug_prob``: probability that a chunk is corrupted, by one type drawn with the ``*_weight`` odds.
     ``speed_perturb``: factors 1.0/0.9/1.1 uniformly, as new classes (label + K·idx).
@@ -164,7 +164,7 @@ class AugConfig:
     noise_weight: float = 0.25
     babble_weight: float = 0.25
     reverb_noise_weight: float = 0.15
-    # the corruption ranges of stage 2 (one definition), except a wider RT60 range (NNET.md §5.3)
+    # the corruption ranges of stage 2 (one definition), except a wider RT60 range (docs/network.md §5.3)
     snr_noise: tuple[float, float] = augment.AugOptions.snr_noise
     snr_babble: tuple[float, float] = augment.AugOptions.snr_babble
     num_babble: tuple[int, int] = augment.AugOptions.num_babble

@@ -1,10 +1,10 @@
-"""ECAPA-TDNN speaker-embedding network, WeSpeaker ``ECAPA_TDNN_GLOB_*`` topology (NNET.md §1).
+"""ECAPA-TDNN speaker-embedding network, WeSpeaker ``ECAPA_TDNN_GLOB_*`` topology (docs/network.md §1).
 
 x (B, T, F) → stem Conv1dReluBn(F, C, k=5) → three SE-Res2Blocks (dilation 2, 3, 4) → MFA 1×1 conv of the
 concatenated block outputs to D channels + ReLU → attentive statistics pooling with global context →
 BatchNorm(2D) → Linear(2D, E) [→ BatchNorm(E) when ``emb_bn``].
 
-Choices (all documented in NNET.md): conv → ReLU → BN order; zero "same" padding d·(k−1)/2, so T is free and
+Choices (docs/network.md): conv → ReLU → BN order; zero "same" padding d·(k−1)/2, so T is free and
 unchanged through the frame-level layers; Res2 in WeSpeaker order (h1 = f1(g1), h_i = f_i(g_i + h_{i−1}),
 g8 passed through), so the state_dict keys (layer1..4, conv, pool.linear1/2, bn, linear, bn2) match
 WeSpeaker's and its checkpoints load. The pooled standard deviation uses SpeechBrain's stable form
@@ -28,7 +28,7 @@ from sslsv.embed.mixup import mix as mix_batch
 RES2_SCALE = 8
 VAR_FLOOR = 1e-7
 
-# NNET.md §1.5 size presets (F is a separate config value).
+# docs/network.md §1.5 size presets (F is a separate config value).
 PRESETS: dict[str, dict[str, Any]] = {
     "ecapa_xs": dict(channels=128, mfa_dim=384, att_dim=64, se_dim=32),
     "ecapa_s": dict(channels=256),
@@ -135,8 +135,8 @@ class EcapaTdnn(nn.Module):
     """ECAPA-TDNN embedding extractor: (B, T, F) features → (B, E) embeddings.
 
     ``mfa_dim`` / ``att_dim`` / ``se_dim`` default to WeSpeaker's 1536 / 128 / 128 when channels ≥ 512 and to
-    3·channels / 64 / 64 below (NNET.md §1.5). ``dense_input_sum`` feeds block i the sum of the stem and all
-    earlier block outputs (the paper / Tao variant, an ablation switch).
+    3·channels / 64 / 64 below (docs/network.md §1.5). ``dense_input_sum`` feeds block i the sum of the stem
+    and all earlier block outputs (the paper / Tao variant, an ablation switch).
     """
 
     def __init__(self, feat_dim: int = 40, channels: int = 512, mfa_dim: int | None = None,

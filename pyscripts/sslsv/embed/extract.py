@@ -1,4 +1,4 @@
-"""Whole-utterance embeddings (NNET.md §6.1-6.2): eval mode, CMN over the utterance, one utterance per
+"""Whole-utterance embeddings (docs/network.md §6.1-6.2): eval mode, CMN over the utterance, one utterance per
 forward; utterances longer than ``max_frames`` are cut into windows of ``max_frames`` with half overlap
 whose L2-normalised embeddings are averaged with frame-count weights (a last window shorter than half a
 window is merged into the previous one)."""

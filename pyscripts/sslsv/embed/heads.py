@@ -1,4 +1,4 @@
-"""Classification heads ("projections") for speaker-embedding training and their losses (NNET.md §3).
+"""Classification heads ("projections") for speaker-embedding training and their losses (docs/network.md §3).
 
 Every head maps embeddings e (B, E) and labels y (B,) to per-sample losses through one interface (``Head``).
 Cosine heads score c_k = cos(e, w_k) against K class centres (Xavier-uniform W (K, E)); the cosine is
@@ -177,7 +177,7 @@ class AddMarginHead(_CosineHead):
     """Additive cosine margin: target logit s·(c_y − m), others s·c_k, cross-entropy.
 
     AM-Softmax and CosFace are this same function; ``am`` (s = 30, m = 0.2) and ``cosface`` (s = 64, m = 0.35)
-    differ only in their defaults (our choice, NNET.md §3.3).
+    differ only in their defaults (our choice, docs/network.md §3.3).
     """
 
     def __init__(self, embed_dim: int, num_classes: int, scale: float = 30.0, margin: float = 0.2) -> None:
@@ -254,7 +254,7 @@ class AAMHead(_CosineHead):
 
 
 class OCSoftmaxHead(_CosineHead):
-    """One-vs-rest OC-Softmax over K centres (our K-class form of the binary OC-Softmax, NNET.md §3.5).
+    """One-vs-rest OC-Softmax over K centres (a K-class form of the binary OC-Softmax, docs/network.md §3.5).
 
     L_i = softplus(α (m_pos − c_{i,y})) + ω Σ_{k≠y} softplus(α (c_{i,k} − m_neg)); ``negatives="mean"`` takes
     ω = 1/(K − 1) over all negatives, ``"topk"`` the mean over the ``topk`` largest negative terms (hardest

@@ -1,4 +1,4 @@
-"""i-mix / l-mix for (pseudo-)label training (NNET.md §4).
+"""i-mix / l-mix for (pseudo-)label training (docs/network.md §4).
 
 One draw per batch: λ_i ~ Beta(α, α) per sample, folded to λ_i ← max(λ_i, 1 − λ_i) so that the sample's own
 label always dominates, and one permutation π of the batch. The same (π, λ) mixes a tensor at one chosen depth

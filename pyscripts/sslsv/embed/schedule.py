@@ -13,7 +13,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class LrSchedule:
     """Linear warm-up from 0 over ``warmup_iters``, then exponential decay from ``lr`` to ``final_lr`` over
-    the whole run (WeSpeaker ``ExponentialDecrease``, NNET.md §2.3), all times ``scale``
+    the whole run (WeSpeaker ``ExponentialDecrease``, docs/network.md §2.3), all times ``scale``
     (``world_size * batch_per_gpu / ref_batch``). ``kind="constant"`` keeps ``lr * scale`` after warm-up."""
 
     lr: float
@@ -39,7 +39,7 @@ class LrSchedule:
 @dataclass(frozen=True)
 class MarginSchedule:
     """Margin ``initial`` before ``start_iter``, ``final`` from ``fix_iter`` on, and in between either a
-    linear ramp or WeSpeaker's concave "exp" ramp ρ = 1 − 0.001^progress (NNET.md §2.4)."""
+    linear ramp or WeSpeaker's concave "exp" ramp ρ = 1 − 0.001^progress (docs/network.md §2.4)."""
 
     initial: float
     final: float

@@ -4,8 +4,8 @@
 Every random choice is a pure function of (seed, epoch, step, rank) -- the data of item i at epoch e, the
 batch order, the mixup draws, the SpecAugment masks -- and the learning rate and margin are functions of
 the global iteration, so a run killed after any epoch resumes exactly: on CPU, 2 epochs in one run equal
-1 epoch, kill, resume, 1 epoch, bit for bit. Checkpoints still store every generator state (NNET.md §2.7)
-so that code that does draw from the global generators stays reproducible.
+1 epoch, kill, resume, 1 epoch, bit for bit. Checkpoints still store every generator state
+(docs/network.md §2.7) so that code that does draw from the global generators stays reproducible.
 
 Layout of ``<out-dir>``::
 
@@ -16,12 +16,18 @@ Layout of ``<out-dir>``::
     ckpt/ep<NNN>.pt      full training state at the end of each epoch; ckpt/latest names the newest
     val_utts, val_trials the validation split carved from the training data (never the test trials)
     final.pt             the selected epoch's network: {"model", "config", "epoch", "val_eer", ...}
+
+Structure (as WeSpeaker's ``bin/train.py`` and ``executor.run_epoch``): :class:`RunConfig` types the
+resolved config once; :func:`setup_training` builds the run (data, network, optimiser, schedules, resume
+state, validation set); :func:`run_epoch` trains one epoch, :func:`validate` computes the held-out EER,
+:func:`checkpoint_state` / :func:`resume` write and read the training state, and :func:`train` drives them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -42,11 +48,11 @@ from ..provenance import provenance
 from ..scoring import compute_eer
 from ..tables import DataError, atomic_path, write_lines
 from . import data as edata
-from .config import DEFAULTS, dump
+from .config import DEFAULTS, MarginConfig, MixupConfig, OptimConfig, TrainConfig, dump
 from .ecapa import build_model
 from .extract import embed_all
 from .heads import build_head
-from .mixup import sample_mix
+from .mixup import MixSpec, sample_mix
 from .schedule import LrSchedule, MarginSchedule
 
 CKPT_FORMAT = 1
@@ -54,8 +60,7 @@ LOG_COLUMNS = ("epoch", "step", "lr", "margin", "loss", "acc", "val_eer", "sampl
                "epoch_s")
 
 
-def log(msg: str) -> None:
-    print(f"train_embedding: {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)   # train_embedding.py prints it as "train_embedding: <message>"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -209,7 +214,122 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Training
+# Checkpoint write and resume
+
+
+def checkpoint_state(s: TrainSetup, epoch: int, stats: EpochStats, val_eer: float) -> dict[str, Any]:
+    """The full training state at the end of ``epoch`` (docs/network.md §2.7): what :func:`resume` loads,
+    and the schedules, sampler and labels that say what the weights were trained on."""
+    step = epoch * s.steps_per_epoch
+    return {"format_version": CKPT_FORMAT, "epoch": epoch, "global_step": step,
+            "model": s.net.model.state_dict(), "head": s.net.head.state_dict(),
+            "optimizer": s.opt.state_dict(), "rng": rng_state(),
+            # the schedules are pure functions of the iteration: their state is the step
+            "lr_scheduler": {"current_iter": step, **asdict(s.lr_sched)},
+            "margin_sched": None if s.m_sched is None else {"current_iter": step, "margin": stats.margin,
+                                                            **asdict(s.m_sched)},
+            "sampler": {"base_seed": s.rc.train.seed, "epoch": epoch},
+            "num_classes": s.dataset.num_classes_total, "label_map_sha1": s.data.label_hash,
+            "config": s.rc.raw, "speakers": list(s.data.items.speakers),
+            "torch_version": torch.__version__, "val_eer": val_eer}
+
+
+def resume(ckpt_dir: Path, net: SpeakerNet, opt: torch.optim.Optimizer, rc: RunConfig, label_hash: str,
+           data_dir: str | os.PathLike, d: Dist) -> int:
+    """Load the newest checkpoint of ``ckpt_dir`` (if any) into ``net`` and ``opt`` and restore the global
+    generators; returns the first epoch still to run. A checkpoint of other labels or of another config
+    is refused rather than silently continued."""
+    last = latest_checkpoint(ckpt_dir)
+    if last is None:
+        return 1
+    st = torch.load(last, map_location="cpu", weights_only=False)
+    if st["label_map_sha1"] != label_hash:
+        raise DataError(f"{last}: trained on different labels than {data_dir}/utt2spk; use a new output "
+                        f"dir or remove {ckpt_dir}")
+    if with_defaults(st["config"]) != rc.raw:
+        raise DataError(f"{last}: the config differs from the one the checkpoint was trained with "
+                        f"({ckpt_dir.parent / 'config.yaml'}); use a new output dir or remove {ckpt_dir}")
+    net.model.load_state_dict(st["model"])
+    net.head.load_state_dict(st["head"])
+    opt.load_state_dict(st["optimizer"])
+    set_rng_state(st["rng"])
+    if d.main:
+        log.info(f"resuming from {last} (epoch {st['epoch']} done, step {st['global_step']})")
+    return st["epoch"] + 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Setup: typed config, data, network, optimiser, schedules, resume state, validation set, loader options
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The resolved config as the trainer reads it, typed and checked once (:meth:`from_dict`); ``raw``
+    is the dict itself (written to config.yaml, stored in checkpoints, compared on resume) and the only
+    source of the ``model`` and ``head`` sections, which their builders check."""
+
+    raw: dict[str, dict[str, Any]]
+    train: TrainConfig
+    optim: OptimConfig
+    margin: MarginConfig
+    mixup: MixupConfig
+    features: edata.FeatureConfig
+    augment: edata.AugConfig
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, dict[str, Any]]) -> RunConfig:
+        """From a resolved config (:func:`sslsv.embed.config.load_embed_config`)."""
+        return cls(cfg, TrainConfig.from_dict(cfg["train"]), OptimConfig.from_dict(cfg["optim"]),
+                   MarginConfig.from_dict(cfg["margin"]), MixupConfig.from_dict(cfg["mixup"]),
+                   edata.FeatureConfig.from_dict(cfg["features"]), edata.AugConfig.from_dict(cfg["augment"]))
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """The labelled utterances and their split; ``label_hash`` (SHA-1 of utt2spk) ties checkpoints to
+    the labels they were trained on."""
+
+    items: edata.TrainingList
+    labels: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    label_hash: str
+
+
+def read_data(rc: RunConfig, data_dir: str | os.PathLike) -> TrainData:
+    """Read and check the data dir and carve the validation split (before anything long starts)."""
+    items = edata.read_training_list(data_dir, use_vad=rc.features.use_vad)
+    labels = np.asarray(items.labels, dtype=np.int64)
+    tc = rc.train
+    train_idx, val_idx = split_validation(labels, tc.val_fraction, tc.val_min_utts, tc.seed)
+    return TrainData(items, labels, train_idx, val_idx, file_sha1(Path(data_dir) / "utt2spk"))
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Held-out features (computed once: dither 0, no augmentation) and their trials (index pairs into
+    ``feats`` and whether each pair is a target)."""
+
+    feats: list[tuple[str, np.ndarray]]
+    ti: np.ndarray
+    tj: np.ndarray
+    target: np.ndarray
+
+
+def prepare_validation(rc: RunConfig, data: TrainData, out: Path) -> ValidationSet | None:
+    """(Main rank.) The validation set, its trials written to ``<out>/val_trials``; None without held-out
+    utterances or when the trials lack targets or nontargets (no EER then)."""
+    if not len(data.val_idx):
+        return None
+    items = data.items
+    feats = [(items.utts[i], items.utterance_features(i, rc.features)) for i in data.val_idx]
+    ti, tj, tgt = validation_trials(data.labels[data.val_idx], rc.train.val_max_nontarget, rc.train.seed)
+    names = [items.utts[i] for i in data.val_idx]
+    write_lines(out / "val_trials", [f"{names[a]} {names[b]} {'target' if t else 'nontarget'}"
+                                     for a, b, t in zip(ti, tj, tgt, strict=True)])
+    if not tgt.any() or tgt.all():
+        return None
+    return ValidationSet(feats, ti, tj, tgt)
 
 
 def _seed_everything(seed: int) -> None:
@@ -218,11 +338,124 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _optimizer(cfg: dict[str, Any], params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
-    if cfg["name"] == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]),
-                               weight_decay=cfg["weight_decay"])
-    return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+def _optimizer(oc: OptimConfig, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    if oc.name == "sgd":
+        return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, nesterov=oc.nesterov,
+                               weight_decay=oc.weight_decay)
+    return torch.optim.Adam(params, lr=oc.lr, weight_decay=oc.weight_decay)
+
+
+def _build_network(rc: RunConfig, data: TrainData, device: torch.device
+                   ) -> tuple[edata.ChunkDataset, SpeakerNet]:
+    """Seed the global generators, then build the network, the training dataset and the head, in this
+    order: the initial weights are draws of the seeded torch generator, and the head's size is the
+    dataset's number of classes (3K with speed perturbation)."""
+    _seed_everything(rc.train.seed)
+    model = build_model({"feat_dim": rc.features.feat_dim, **rc.raw["model"]})
+    head_params = {k: v for k, v in rc.raw["head"].items() if k != "name"}
+    dataset = edata.ChunkDataset(data.items.subset(data.train_idx), rc.features, rc.augment,
+                                 num_classes=len(data.items.speakers), seed=rc.train.seed,
+                                 cache_audio=rc.train.cache_audio)
+    head = build_head(rc.raw["head"]["name"], model.embed_dim, dataset.num_classes_total, **head_params)
+    return dataset, SpeakerNet(model, head).to(device)
+
+
+def _schedules(rc: RunConfig, head: nn.Module, steps_per_epoch: int, world: int
+               ) -> tuple[LrSchedule, MarginSchedule | None]:
+    """Learning-rate schedule over the whole run, and the margin ramp of a head that has a margin."""
+    oc, mg, batch = rc.optim, rc.margin, rc.train.batch_size
+    lr_sched = LrSchedule(oc.lr, oc.final_lr, rc.train.epochs * steps_per_epoch,
+                          oc.warmup_epochs * steps_per_epoch, scale=world * batch / float(oc.ref_batch),
+                          kind=oc.schedule)
+    final_margin = getattr(head, "final_margin", None)
+    if final_margin is None:
+        return lr_sched, None
+    return lr_sched, MarginSchedule(mg.initial, float(final_margin), (mg.start_epoch - 1) * steps_per_epoch,
+                                    (mg.fix_epoch - 1) * steps_per_epoch, kind=mg.kind)
+
+
+def _loader_options(tc: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """DataLoader keyword arguments of every epoch."""
+    kw: dict[str, Any] = {"num_workers": tc.num_workers, "pin_memory": device.type == "cuda"}
+    if tc.num_workers > 0:
+        kw.update(worker_init_fn=edata.worker_init_fn, prefetch_factor=4)
+    return kw
+
+
+@dataclass
+class TrainSetup:
+    """Everything built before the first epoch (WeSpeaker's bin/train.py part): what :func:`run_epoch`,
+    :func:`validate` and :func:`checkpoint_state` work with."""
+
+    rc: RunConfig
+    d: Dist
+    device: torch.device
+    out: Path
+    data: TrainData
+    dataset: edata.ChunkDataset
+    net: SpeakerNet                  # its state is what checkpoints hold
+    ddp: nn.Module                   # what the step calls: ``net``, or ``net`` in DistributedDataParallel
+    opt: torch.optim.Optimizer
+    steps_per_epoch: int
+    lr_sched: LrSchedule
+    m_sched: MarginSchedule | None
+    start_epoch: int                 # 1, or the epoch after the checkpoint resumed from
+    val: ValidationSet | None        # None on other ranks than the main one, or without an EER to compute
+    loader_kw: dict[str, Any]
+    frontend: nn.Module | None       # features made in the step (features.compute=device)
+    use_amp: bool
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "ckpt"
+
+
+def setup_training(rc: RunConfig, data_dir: str | os.PathLike, out: Path, d: Dist, device: torch.device
+                   ) -> TrainSetup:
+    """Build the run (resuming from ``<out>/ckpt`` when it holds a checkpoint) and, on the main rank,
+    write config.yaml, val_utts and val_trials. The order of the steps is that of every random draw."""
+    tc = rc.train
+    data = read_data(rc, data_dir)
+    dataset, net = _build_network(rc, data, device)
+    opt = _optimizer(rc.optim, list(net.parameters()))
+    steps_per_epoch = len(data.train_idx) // (tc.batch_size * d.world)
+    if steps_per_epoch == 0:
+        raise DataError(f"{data_dir}: {len(data.train_idx)} training utterances give no full batch of "
+                        f"{tc.batch_size} on {d.world} process(es); lower train.batch_size")
+    lr_sched, m_sched = _schedules(rc, net.head, steps_per_epoch, d.world)
+    start_epoch = resume(out / "ckpt", net, opt, rc, data.label_hash, data_dir, d)
+
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(dump(rc.raw))
+        write_lines(out / "val_utts", [data.items.utts[i] for i in data.val_idx])
+        log.info(f"{len(data.train_idx)} training utterances of {len(data.items.speakers)} speakers "
+                 f"({dataset.num_classes_total} classes), {len(data.val_idx)} held out for validation; "
+                 f"{steps_per_epoch} steps/epoch x {tc.epochs} epochs, batch {tc.batch_size} x {d.world} "
+                 f"process(es) on {device}; {sum(p.numel() for p in net.model.parameters()):,} network + "
+                 f"{sum(p.numel() for p in net.head.parameters()):,} head parameters")
+    d.barrier()
+
+    ddp: nn.Module = net
+    if d.world > 1:
+        ddp = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                  else None)
+    val = prepare_validation(rc, data, out) if d.main else None
+    loader_kw = _loader_options(tc, device)
+    use_amp = tc.amp and device.type == "cuda"
+    frontend = edata.device_frontend(rc.features, device)
+    if device.type == "cuda":
+        # Fixed-shape chunks: let cuDNN pick the fastest kernels once. resolve_device() turns TF32 off
+        # for the GMM stages; network training tolerates it (and is several times faster with it).
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tc.tf32
+    return TrainSetup(rc, d, device, out, data, dataset, net, ddp, opt, steps_per_epoch, lr_sched, m_sched,
+                      start_epoch, val, loader_kw, frontend, use_amp)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One epoch (WeSpeaker's executor.run_epoch) and validation
 
 
 def _epoch_order(n: int, batch: int, seed: int, epoch: int, d: Dist) -> np.ndarray:
@@ -246,6 +479,126 @@ class _Batches(torch.utils.data.Sampler):
             yield self.order[b * self.batch:(b + 1) * self.batch].tolist()
 
 
+@dataclass
+class EpochStats:
+    """One epoch's training figures, summed over the ranks: per-sample loss and correct predictions,
+    samples, and the last step's learning rate and margin; ``data_wait_s`` is this rank's wait for data."""
+
+    loss_sum: float
+    acc_sum: float
+    n_seen: float
+    lr: float
+    margin: float
+    data_wait_s: float
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.n_seen
+
+    @property
+    def acc(self) -> float:
+        return self.acc_sum / self.n_seen
+
+
+def _step_inputs(s: TrainSetup, x: torch.Tensor, step_rng: np.random.Generator
+                 ) -> tuple[torch.Tensor, MixSpec | None]:
+    """A batch as the network takes it, and its mixing (or None): device features, CMN, SpecAugment, mixup.
+    SpecAugment's seed and then the mixup draws come from the step's generator ``step_rng``."""
+    aug, mc = s.rc.augment, s.rc.mixup
+    if s.frontend is not None:
+        with torch.no_grad():
+            x = s.frontend(x)
+    x = edata.cmn(x)
+    if aug.spec_aug:
+        gen = torch.Generator(device="cpu").manual_seed(int(step_rng.integers(2**62)))
+        x = edata.spec_augment(x, aug, gen)
+    mix = None
+    if mc.kind != "none" and step_rng.random() < mc.prob:
+        mix = sample_mix(x.shape[0], mc.alpha, mc.mix_layer, step_rng, s.device)
+    return x, mix
+
+
+def run_epoch(s: TrainSetup, epoch: int) -> EpochStats:
+    """Train one epoch (1-based) and return its figures, summed over the ranks (which are checked to hold
+    equal parameters afterwards). Every draw is a function of (seed, epoch, step, rank), and the lr and
+    margin of (global step), so an epoch depends on nothing but the state it starts from."""
+    tc, oc, d, device, net = s.rc.train, s.rc.optim, s.d, s.device, s.net
+    s.dataset.set_epoch(epoch)
+    order = _epoch_order(len(s.data.train_idx), tc.batch_size, tc.seed, epoch, d)
+    loader = torch.utils.data.DataLoader(s.dataset, batch_sampler=_Batches(order, tc.batch_size),
+                                         **s.loader_kw)
+    net.train()
+    loss_sum = acc_sum = 0.0
+    n_seen = 0
+    wait = 0.0
+    lr = margin = float("nan")
+    t_wait = time.perf_counter()
+    bar = tqdm(loader, total=s.steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False,
+               disable=not (d.main and sys.stderr.isatty()))
+    for b, (x, y) in enumerate(bar):
+        step = (epoch - 1) * s.steps_per_epoch + b
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if device.type == "cuda" and b % 50 == 0:
+            torch.cuda.synchronize()
+        wait += time.perf_counter() - t_wait
+        lr = s.lr_sched(step)
+        for g in s.opt.param_groups:
+            g["lr"] = lr
+        margin = s.m_sched(step) if s.m_sched is not None else float("nan")
+        if s.m_sched is not None:
+            net.head.update(margin)
+        x, mix = _step_inputs(s, x, np.random.default_rng([tc.seed, epoch, b, d.rank]))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.use_amp):
+            per_sample, emb = s.ddp(x, y, mix)
+        loss = per_sample.mean()
+        s.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if oc.grad_clip > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), oc.grad_clip)
+        s.opt.step()
+        with torch.no_grad():
+            acc_sum += float((net.head.predict(emb.float().detach()) == y).float().sum())
+        loss_sum += float(loss.detach()) * len(y)
+        n_seen += len(y)
+        if not bar.disable:
+            bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", acc=f"{acc_sum / n_seen:.3f}")
+        elif d.main and (b + 1) % tc.log_every == 0:
+            log.info(f"epoch {epoch} step {b + 1}/{s.steps_per_epoch} loss {loss_sum / n_seen:.4f} "
+                     f"acc {acc_sum / n_seen:.3f} lr {lr:.3g} margin {margin:.3f}")
+        t_wait = time.perf_counter()
+    if d.world > 1:
+        sums = torch.tensor([loss_sum, acc_sum, n_seen], dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        loss_sum, acc_sum, n_seen = sums.tolist()
+        _check_ranks_in_sync(net, d, device, epoch)
+    return EpochStats(loss_sum, acc_sum, n_seen, lr, margin, wait)
+
+
+def validate(model: nn.Module, val: ValidationSet, device: torch.device, max_frames: int) -> float:
+    """Validation EER (%) of ``model`` on the held-out utterances (eval mode; the mode is restored)."""
+    embs = np.stack([e for _, e in embed_all(model, val.feats, device, max_frames)])
+    return validation_eer(embs, val.ti, val.tj, val.target)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The driver
+
+
+def _record_epoch(s: TrainSetup, epoch: int, stats: EpochStats, val_eer: float, train_s: float,
+                  epoch_s: float) -> None:
+    """(Main rank.) The epoch's row of train_log.tsv, its log line and its checkpoint."""
+    row = {"epoch": epoch, "step": epoch * s.steps_per_epoch, "lr": stats.lr, "margin": stats.margin,
+           "loss": stats.loss, "acc": stats.acc, "val_eer": val_eer,
+           "samples_per_s": stats.n_seen / train_s, "data_wait_s": stats.data_wait_s, "epoch_s": epoch_s}
+    _append_log(s.out / "train_log.tsv", row, fresh=epoch == 1)
+    val = "n/a" if math.isnan(val_eer) else f"{val_eer:.2f}%"
+    log.info("epoch {epoch}: loss {loss:.4f} acc {acc:.3f} val EER {val} lr {lr:.3g} margin "
+             "{margin:.3f} ({samples_per_s:.1f} samples/s, data wait {data_wait_s:.1f} s, {epoch_s:.1f} s)"
+             .format(val=val, **row))
+    save_checkpoint(s.ckpt_dir / f"ep{epoch:03d}.pt", checkpoint_state(s, epoch, stats, val_eer))
+
+
 def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: str | os.PathLike,
           device_spec: str = "auto", max_epochs: int | None = None) -> dict[str, Any]:
     """Train (or resume) into ``out_dir``; returns the summary written to ``<out-dir>/final.json``.
@@ -253,199 +606,25 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
     ``max_epochs`` stops after that many epochs of the schedule (the schedule is still the full
     ``train.epochs``): used to simulate an interrupted run.
     """
+    rc = RunConfig.from_dict(cfg)
     d, device = init_distributed(device_spec)
-    out = Path(out_dir)
-    tc, oc, mc = cfg["train"], cfg["optim"], cfg["mixup"]
-    seed = int(tc["seed"])
-    feat_cfg = edata.FeatureConfig.from_dict(cfg["features"])
-    aug_cfg = edata.AugConfig.from_dict(cfg["augment"])
-
-    # Inputs are read and checked before anything long starts.
-    items = edata.read_training_list(data_dir, use_vad=feat_cfg.use_vad)
-    labels = np.asarray(items.labels, dtype=np.int64)
-    num_spk = len(items.speakers)
-    train_idx, val_idx = split_validation(labels, float(tc["val_fraction"]), int(tc["val_min_utts"]), seed)
-    label_hash = file_sha1(Path(data_dir) / "utt2spk")
-
-    _seed_everything(seed)
-    model = build_model({"feat_dim": feat_cfg.feat_dim, **cfg["model"]})
-    head_params = {k: v for k, v in cfg["head"].items() if k != "name"}
-    dataset = edata.ChunkDataset(items.subset(train_idx), feat_cfg, aug_cfg, num_classes=num_spk, seed=seed,
-                                 cache_audio=bool(tc["cache_audio"]))
-    head = build_head(cfg["head"]["name"], model.embed_dim, dataset.num_classes_total, **head_params)
-    net = SpeakerNet(model, head).to(device)
-    opt = _optimizer(oc, list(net.parameters()))
-
-    batch = int(tc["batch_size"])
-    steps_per_epoch = len(train_idx) // (batch * d.world)
-    if steps_per_epoch == 0:
-        raise DataError(f"{data_dir}: {len(train_idx)} training utterances give no full batch of {batch} "
-                        f"on {d.world} process(es); lower train.batch_size")
-    epochs = int(tc["epochs"])
-    total = epochs * steps_per_epoch
-    lr_sched = LrSchedule(float(oc["lr"]), float(oc["final_lr"]), total,
-                          int(oc["warmup_epochs"]) * steps_per_epoch,
-                          scale=d.world * batch / float(oc["ref_batch"]), kind=oc["schedule"])
-    final_margin = getattr(head, "final_margin", None)
-    m_sched = None
-    if final_margin is not None:
-        mg = cfg["margin"]
-        m_sched = MarginSchedule(float(mg["initial"]), float(final_margin),
-                                 (int(mg["start_epoch"]) - 1) * steps_per_epoch,
-                                 (int(mg["fix_epoch"]) - 1) * steps_per_epoch, kind=mg["kind"])
-
-    # Resume.
-    ckpt_dir = out / "ckpt"
-    start_epoch = 1
-    last = latest_checkpoint(ckpt_dir)
-    if last is not None:
-        st = torch.load(last, map_location="cpu", weights_only=False)
-        if st["label_map_sha1"] != label_hash:
-            raise DataError(f"{last}: trained on different labels than {data_dir}/utt2spk; use a new output "
-                            f"dir or remove {ckpt_dir}")
-        if with_defaults(st["config"]) != cfg:
-            raise DataError(f"{last}: the config differs from the one the checkpoint was trained with "
-                            f"({out / 'config.yaml'}); use a new output dir or remove {ckpt_dir}")
-        net.model.load_state_dict(st["model"])
-        net.head.load_state_dict(st["head"])
-        opt.load_state_dict(st["optimizer"])
-        set_rng_state(st["rng"])
-        start_epoch = st["epoch"] + 1
-        if d.main:
-            log(f"resuming from {last} (epoch {st['epoch']} done, step {st['global_step']})")
-
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "config.yaml") as tmp:
-            tmp.write_text(dump(cfg))
-        write_lines(out / "val_utts", [items.utts[i] for i in val_idx])
-        log(f"{len(train_idx)} training utterances of {num_spk} speakers ({dataset.num_classes_total} "
-            f"classes), {len(val_idx)} held out for validation; {steps_per_epoch} steps/epoch x {epochs} "
-            f"epochs, batch {batch} x {d.world} process(es) on {device}; "
-            f"{sum(p.numel() for p in net.model.parameters()):,} network + "
-            f"{sum(p.numel() for p in net.head.parameters()):,} head parameters")
-    d.barrier()
-
-    ddp = net
-    if d.world > 1:
-        ddp = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
-                                                  else None)
-
-    # Validation features are computed once (dither 0, no augmentation).
-    val_feats: list[tuple[str, np.ndarray]] = []
-    if d.main and len(val_idx):
-        val_feats = [(items.utts[i], items.utterance_features(i, feat_cfg)) for i in val_idx]
-        ti, tj, tgt = validation_trials(labels[val_idx], int(tc["val_max_nontarget"]), seed)
-        names = [items.utts[i] for i in val_idx]
-        write_lines(out / "val_trials", [f"{names[a]} {names[b]} {'target' if t else 'nontarget'}"
-                                         for a, b, t in zip(ti, tj, tgt, strict=True)])
-        if not tgt.any() or tgt.all():
-            val_feats = []   # no EER without both kinds of trials
-
-    loader_kw: dict[str, Any] = {"num_workers": int(tc["num_workers"]), "pin_memory": device.type == "cuda"}
-    if loader_kw["num_workers"] > 0:
-        loader_kw.update(worker_init_fn=edata.worker_init_fn, prefetch_factor=4)
-    use_amp = bool(tc["amp"]) and device.type == "cuda"
-    frontend = edata.device_frontend(feat_cfg, device)
-    if device.type == "cuda":
-        # Fixed-shape chunks: let cuDNN pick the fastest kernels once. resolve_device() turns TF32 off
-        # for the GMM stages; network training tolerates it (and is several times faster with it).
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(tc["tf32"])
+    s = setup_training(rc, data_dir, Path(out_dir), d, device)
+    epochs = rc.train.epochs
     stop = epochs if max_epochs is None else min(epochs, max_epochs)
-    for epoch in range(start_epoch, stop + 1):
+    for epoch in range(s.start_epoch, stop + 1):
         t0 = time.perf_counter()
-        dataset.set_epoch(epoch)
-        order = _epoch_order(len(train_idx), batch, seed, epoch, d)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(order, batch), **loader_kw)
-        net.train()
-        loss_sum = acc_sum = 0.0
-        n_seen = 0
-        wait = 0.0
-        t_wait = time.perf_counter()
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch}", unit="batch", leave=False,
-                   disable=not (d.main and sys.stderr.isatty()))
-        for b, (x, y) in enumerate(bar):
-            step = (epoch - 1) * steps_per_epoch + b
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            if device.type == "cuda" and b % 50 == 0:
-                torch.cuda.synchronize()
-            wait += time.perf_counter() - t_wait
-            lr = lr_sched(step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            margin = m_sched(step) if m_sched is not None else float("nan")
-            if m_sched is not None:
-                head.update(margin)
-            step_rng = np.random.default_rng([seed, epoch, b, d.rank])
-            if frontend is not None:
-                with torch.no_grad():
-                    x = frontend(x)
-            x = edata.cmn(x)
-            if aug_cfg.spec_aug:
-                gen = torch.Generator(device="cpu").manual_seed(int(step_rng.integers(2**62)))
-                x = edata.spec_augment(x, aug_cfg, gen)
-            mix = None
-            if mc["kind"] != "none" and step_rng.random() < float(mc["prob"]):
-                layer = "input" if mc["kind"] == "imix" else mc["layer"]
-                mix = sample_mix(x.shape[0], float(mc["alpha"]), layer, step_rng, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                per_sample, emb = ddp(x, y, mix)
-            loss = per_sample.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if float(oc["grad_clip"]) > 0:
-                nn.utils.clip_grad_norm_(net.parameters(), float(oc["grad_clip"]))
-            opt.step()
-            with torch.no_grad():
-                acc_sum += float((head.predict(emb.float().detach()) == y).float().sum())
-            loss_sum += float(loss.detach()) * len(y)
-            n_seen += len(y)
-            if not bar.disable:
-                bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", acc=f"{acc_sum / n_seen:.3f}")
-            elif d.main and (b + 1) % int(tc["log_every"]) == 0:
-                log(f"epoch {epoch} step {b + 1}/{steps_per_epoch} loss {loss_sum / n_seen:.4f} "
-                    f"acc {acc_sum / n_seen:.3f} lr {lr:.3g} margin {margin:.3f}")
-            t_wait = time.perf_counter()
-        if d.world > 1:
-            sums = torch.tensor([loss_sum, acc_sum, n_seen], dtype=torch.float64, device=device)
-            dist.all_reduce(sums)
-            loss_sum, acc_sum, n_seen = sums.tolist()
-            _check_ranks_in_sync(net, d, device, epoch)
+        stats = run_epoch(s, epoch)
         train_s = time.perf_counter() - t0
-
         val_eer = float("nan")
-        if d.main and val_feats and (epoch % int(tc["val_every"]) == 0 or epoch == epochs):
-            embs = np.stack([e for _, e in embed_all(net.model, val_feats, device,
-                                                     int(tc["max_extract_frames"]))])
-            val_eer = validation_eer(embs, ti, tj, tgt)
-        epoch_s = time.perf_counter() - t0
+        if s.val is not None and (epoch % rc.train.val_every == 0 or epoch == epochs):
+            val_eer = validate(s.net.model, s.val, device, rc.train.max_extract_frames)
         if d.main:
-            row = {"epoch": epoch, "step": epoch * steps_per_epoch, "lr": lr, "margin": margin,
-                   "loss": loss_sum / n_seen, "acc": acc_sum / n_seen, "val_eer": val_eer,
-                   "samples_per_s": n_seen / train_s, "data_wait_s": wait, "epoch_s": epoch_s}
-            _append_log(out / "train_log.tsv", row, fresh=epoch == 1)
-            val = "n/a" if math.isnan(val_eer) else f"{val_eer:.2f}%"
-            log("epoch {epoch}: loss {loss:.4f} acc {acc:.3f} val EER {val} lr {lr:.3g} margin "
-                "{margin:.3f} ({samples_per_s:.1f} samples/s, data wait {data_wait_s:.1f} s, {epoch_s:.1f} s)"
-                .format(val=val, **row))
-            state = {"format_version": CKPT_FORMAT, "epoch": epoch, "global_step": epoch * steps_per_epoch,
-                     "model": net.model.state_dict(), "head": net.head.state_dict(),
-                     "optimizer": opt.state_dict(), "rng": rng_state(),
-                     # the schedules are pure functions of the iteration: their state is the step
-                     "lr_scheduler": {"current_iter": epoch * steps_per_epoch, **asdict(lr_sched)},
-                     "margin_sched": None if m_sched is None else {"current_iter": epoch * steps_per_epoch,
-                                                                    "margin": margin, **asdict(m_sched)},
-                     "sampler": {"base_seed": seed, "epoch": epoch}, "num_classes": dataset.num_classes_total,
-                     "label_map_sha1": label_hash, "config": cfg, "speakers": list(items.speakers),
-                     "torch_version": torch.__version__, "val_eer": val_eer}
-            save_checkpoint(ckpt_dir / f"ep{epoch:03d}.pt", state)
+            _record_epoch(s, epoch, stats, val_eer, train_s, time.perf_counter() - t0)
         d.barrier()
 
     summary: dict[str, Any] = {}
     if d.main and stop == epochs:
-        summary = _finalise(out, ckpt_dir, epochs, tc["select"])
+        summary = _finalise(s.out, s.ckpt_dir, epochs, rc.train.select)
     d.barrier()
     return summary
 
@@ -460,7 +639,7 @@ def _check_ranks_in_sync(net: nn.Module, d: Dist, device: torch.device, epoch: i
     if not all(torch.equal(every[0], e) for e in every[1:]):
         raise RuntimeError(f"epoch {epoch}: the {d.world} ranks' parameters differ")
     if d.main:
-        log(f"epoch {epoch}: {d.world} ranks in sync (parameter checksums equal)")
+        log.info(f"epoch {epoch}: {d.world} ranks in sync (parameter checksums equal)")
 
 
 def _append_log(path: Path, row: dict[str, Any], fresh: bool) -> None:
@@ -502,7 +681,7 @@ def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str) -> dict[str, 
     with atomic_path(out / "final.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     val = "" if math.isnan(st["val_eer"]) else f"; validation EER {st['val_eer']:.2f}%"
-    log(f"final.pt = epoch {epoch} ({select}{val})")
+    log.info(f"final.pt = epoch {epoch} ({select}{val})")
     return summary
 
 
