@@ -54,42 +54,34 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 2 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 2 ] || usage
 src=$1
 out=$2
 audio_dir=${audio_dir:-$out/audio}
 
-[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got '$nj'" >&2; exit 1; }
-[[ "$seed" =~ ^[0-9]+$ ]] || { echo "$0: --seed must be a non-negative integer, got '$seed'" >&2; exit 1; }
-[ -n "$types$speed_factors" ] || { echo "$0: nothing to do: --types and --speed-factors are both empty" >&2; exit 1; }
-for f in "$src/wav.scp" "$src/utt2spk"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
-if [ -f "$src/segments" ]; then
-  echo "$0: $src/segments exists: segmented recordings are not supported" >&2; exit 1
-fi
+positive_int --nj "$nj"
+non_negative_int --seed "$seed"
+[ -n "$types$speed_factors" ] || die "nothing to do: --types and --speed-factors are both empty"
+require_files "$src/wav.scp" "$src/utt2spk"
+[ ! -f "$src/segments" ] || die "$src/segments exists: segmented recordings are not supported"
 mkdir -p "$out/log" "$audio_dir"
-[ "$(cd "$src" && pwd)" != "$(cd "$out" && pwd)" ] || { echo "$0: <src-data> and <out-data> are the same" >&2; exit 1; }
+[ "$(cd "$src" && pwd)" != "$(cd "$out" && pwd)" ] || die "<src-data> and <out-data> are the same"
 audio_dir=$(cd "$audio_dir" && pwd)
 logdir=$out/log
 
 job_opts=(--types "$types" --speed-factors "$speed_factors" --seed "$seed" --snr-noise "$snr_noise"
           --snr-babble "$snr_babble" --num-babble "$num_babble" --rt60 "$rt60" --reverb-norm "$reverb_norm")
 # Options are checked (by the job's own parser) before anything is run.
-augment_data_dir.py "${job_opts[@]}" --check-options || { echo "$0: bad options" >&2; exit 1; }
+augment_data_dir.py "${job_opts[@]}" --check-options || die "bad options"
 
 stamp=$logdir/augment_data_dir.sslsv.stamp
 opts="seed=$seed types=$types speed=$speed_factors snr_noise=$snr_noise snr_babble=$snr_babble"
 opts+=" num_babble=$num_babble rt60=$rt60 reverb_norm=$reverb_norm audio_dir=$audio_dir"
-if [ -f "$out/wav.scp" ] && stamp.py check "$stamp" "$src/wav.scp" "$src/utt2spk" --opts "$opts"; then
-  echo "$0: $out is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
+up_to_date "$stamp" "$out/wav.scp" -- "$src/wav.scp" "$src/utt2spk" --opts "$opts" && exit 0
 
-utils/validate_data_dir.sh --no-feats "$src" >&2 || { echo "$0: data dir $src failed validation" >&2; exit 1; }
+utils/validate_data_dir.sh --no-feats "$src" >&2 || die "data dir $src failed validation"
 nu=$(wc -l < "$src/wav.scp")
 [ "$nj" -le "$nu" ] || nj=$nu
 
@@ -99,19 +91,16 @@ rm -f "$logdir"/.augment.*.tmp
 
 echo "$0: augmenting $src ($nu utterances; types '$types', speed factors '${speed_factors:-none}'; $nj jobs," \
      "log in $logdir)"
-if ! $cmd JOB=1:"$nj" "$logdir/augment.JOB.log" \
-    augment_data_dir.py "${job_opts[@]}" --job JOB --nj "$nj" --done-stamp "$logdir/augment.JOB.done" \
-      "$src/wav.scp" "$src/utt2spk" "$audio_dir" "$logdir/augment.JOB"; then
-  grep -h "ERROR\|Error" "$logdir"/augment.*.log 2>/dev/null | head -5 >&2 || true
-  echo "$0: augmentation failed for $src; see $logdir/augment.*.log" >&2
-  exit 1
-fi
+$cmd JOB=1:"$nj" "$logdir/augment.JOB.log" \
+  augment_data_dir.py "${job_opts[@]}" --job JOB --nj "$nj" --done-stamp "$logdir/augment.JOB.done" \
+    "$src/wav.scp" "$src/utt2spk" "$audio_dir" "$logdir/augment.JOB" \
+  || failed "augmentation failed for $src" "$logdir/augment.JOB.log"
 
 # Merge the jobs' tables and check the result before anything in <out-data> is replaced.
 tmp=$(mktemp -d "$out/.augment.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 for t in wav.scp utt2spk utt2dur utt2uniq; do
-  for n in $(seq "$nj"); do cat "$logdir/augment.$n.$t"; done | LC_ALL=C sort > "$tmp/$t"
+  merge_jobs "$nj" "$logdir/augment.JOB.$t" > "$tmp/$t"
 done
 utt2spk_to_spk2utt.sh < "$tmp/utt2spk" > "$tmp/spk2utt"
 if [ -f "$src/spk2gender" ]; then
@@ -121,7 +110,7 @@ if [ -f "$src/spk2gender" ]; then
       "$src/spk2gender" "$tmp/spk2utt" > "$tmp/spk2gender"
 fi
 utils/validate_data_dir.sh --no-feats --check-audio "$tmp" 2>&1 | sed "s|$tmp|$out|g" >&2 \
-  || { echo "$0: the merged data dir failed validation (left in $tmp)" >&2; trap - EXIT; exit 1; }
+  || { trap - EXIT; die "the merged data dir failed validation (left in $tmp)"; }
 n=$(wc -l < "$tmp/wav.scp")
 
 # Features of an earlier, different augmentation would no longer match wav.scp.

@@ -38,10 +38,9 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 2 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 2 ] || usage
 src=$1
 dir=$2
 
@@ -49,25 +48,23 @@ vec=$src
 [ -d "$src" ] && for n in ivector.scp embedding.scp xvector.scp vectors.scp; do
   [ -f "$src/$n" ] && { vec=$src/$n; break; }
 done
-[ -f "$vec" ] || { echo "$0: no vectors at $src (expected a dir with ivector.scp, or an scp/ark/npy)" >&2; exit 1; }
+[ -f "$vec" ] || die "no vectors at $src (expected a dir with ivector.scp, or an scp/ark/npy)"
 if [ -n "$config" ]; then cfg=$config; else cfg=$SSLSV_ROOT/conf/cluster/$method.yaml; fi
-[ -f "$cfg" ] || { echo "$0: no config $cfg (methods: $(cd "$SSLSV_ROOT/conf/cluster" && ls ./*.yaml | sed 's|./||; s|.yaml||' | tr '\n' ' '))" >&2; exit 1; }
+[ -f "$cfg" ] || die "no config $cfg (methods: $(cd "$SSLSV_ROOT/conf/cluster" && ls ./*.yaml | sed 's|./||; s|.yaml||' | tr '\n' ' '))"
 if [ -n "$num_clusters" ]; then   # checked before anything is written (cluster.py checks other inputs)
   [[ $num_clusters =~ ^[1-9][0-9]*$ ]] && [ "$num_clusters" -ge 2 ] ||
-    { echo "$0: --num-clusters must be an integer >= 2, got '$num_clusters'" >&2; exit 1; }
+    die "--num-clusters must be an integer >= 2, got '$num_clusters'"
   if [[ $vec == *.scp ]] && [ "$num_clusters" -gt "$(wc -l < "$vec")" ]; then
-    echo "$0: --num-clusters $num_clusters is more than the $(wc -l < "$vec") vectors of $vec" >&2; exit 1
+    die "--num-clusters $num_clusters is more than the $(wc -l < "$vec") vectors of $vec"
   fi
 fi
 view_scp=
 if [ -n "$views" ]; then
   view_scp=$views
   [ -d "$views" ] && view_scp=$views/ivector.scp
-  [ -f "$view_scp" ] || { echo "$0: no augmented vectors at $views" >&2; exit 1; }
+  [ -f "$view_scp" ] || die "no augmented vectors at $views"
 fi
-for f in ${utt2uniq:+"$utt2uniq"} ${utt2spk:+"$utt2spk"}; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+require_files ${utt2uniq:+"$utt2uniq"} ${utt2spk:+"$utt2spk"}
 
 args=(--method "$method" --config "$cfg" --device "$device" --seed "$seed")
 [ -n "$num_clusters" ] && args+=(--num-clusters "$num_clusters")
@@ -77,23 +74,14 @@ for kv in $set_opts; do args+=(--set "$kv"); done
 [ -n "$utt2spk" ] && args+=(--utt2spk "$utt2spk")
 
 mkdir -p "$dir/log"
-mapfile -t arks < <(awk '{v = $2; sub(/:[0-9]+$/, "", v); print v}' "$vec" ${view_scp:+"$view_scp"} 2>/dev/null \
-                    | LC_ALL=C sort -u | while read -r f; do [ -f "$f" ] && echo "$f"; done)
-inputs=("$vec" "$cfg" ${view_scp:+"$view_scp"} ${utt2uniq:+"$utt2uniq"} ${utt2spk:+"$utt2spk"} "${arks[@]}")
+inputs=("$vec" "$cfg" ${view_scp:+"$view_scp"} ${utt2uniq:+"$utt2uniq"} ${utt2spk:+"$utt2spk"}
+        --archives-of "$vec" ${view_scp:+"$view_scp"})
 stamp=$dir/log/cluster.sslsv.stamp
 opts="${args[*]}"
-if [ -f "$dir/labels" ] && [ -f "$dir/metrics.json" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/labels is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
-rm -f "$stamp"
+up_to_date "$stamp" "$dir/labels" "$dir/metrics.json" -- "${inputs[@]}" --opts "$opts" && exit 0
 
 echo "$0: clustering $vec with $method (log in $dir/log/cluster.log)"
-if ! $cmd "$dir/log/cluster.log" cluster.py "${args[@]}" "$vec" "$dir"; then
-  grep -h "ERROR\|Error" "$dir/log/cluster.log" 2>/dev/null | tail -5 >&2 || true
-  echo "$0: clustering failed; see $dir/log/cluster.log" >&2
-  exit 1
-fi
+$cmd "$dir/log/cluster.log" cluster.py "${args[@]}" "$vec" "$dir" || failed "clustering failed" "$dir/log/cluster.log"
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 grep -h "^$method: " "$dir/log/cluster.log" | tail -1 || true
 echo "$0: wrote $dir/{labels,metrics.json}"

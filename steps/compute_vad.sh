@@ -23,45 +23,28 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -lt 1 ] || [ $# -gt 3 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+(( $# >= 1 && $# <= 3 )) || usage
 data=$1
 logdir=${2:-$data/log}
 vaddir=${3:-$data/data}
 name=$(basename "$data")
 
-[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got '$nj'" >&2; exit 1; }
-for f in "$data/feats.scp" "$data/utt2spk" "$vad_config"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+positive_int --nj "$nj"
+require_files "$data/feats.scp" "$data/utt2spk" "$vad_config"
 mkdir -p "$logdir" "$vaddir"
 vaddir=$(cd "$vaddir" && pwd)
 
 # The archives feats.scp points into are part of the input: recomputed features redo the VAD.
-mapfile -t arks < <(awk '{v = $2; sub(/:[0-9]+$/, "", v); print v}' "$data/feats.scp" | LC_ALL=C sort -u)
+inputs=("$data/feats.scp" "$vad_config" --archives-of "$data/feats.scp")
 stamp=$logdir/compute_vad_$name.sslsv.stamp
 opts="nj=$nj vaddir=$vaddir"
-outputs_exist() {
-  [ -f "$data/vad.scp" ] || return 1
-  local n
-  for n in $(seq "$nj"); do [ -f "$vaddir/vad_$name.$n.ark" ] || return 1; done
-}
-if outputs_exist && stamp.py check "$stamp" "$data/feats.scp" "$vad_config" "${arks[@]}" --opts "$opts"; then
-  echo "$0: $data/vad.scp is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
+outputs=("$data/vad.scp")
+for n in $(seq "$nj"); do outputs+=("$vaddir/vad_$name.$n.ark"); done
+up_to_date "$stamp" "${outputs[@]}" -- "${inputs[@]}" --opts "$opts" && exit 0
 
-python3 -c "
-import sys
-from sslsv.features import read_vad_config
-from sslsv.tables import DataError
-try:
-    read_vad_config(sys.argv[1])
-except DataError as e:
-    sys.exit(f'ERROR: {e}')
-" "$vad_config" || { echo "$0: bad VAD config $vad_config" >&2; exit 1; }
+python3 -m sslsv.features vad-config "$vad_config" || die "bad VAD config $vad_config"
 
 # Split a view of the data dir under the log dir (feats.scp, and utt2spk/spk2utt restricted to the
 # utterances that have features), so utterances skipped at MFCC time or a stale vad.scp do not matter.
@@ -77,24 +60,21 @@ sdata=$view/split${nj}utt
 rm -f "$vaddir"/.vad_"$name".*.tmp
 
 echo "$0: computing VAD for $data ($(wc -l < "$data/feats.scp") utterances, $nj jobs, log in $logdir)"
-if ! $cmd JOB=1:"$nj" "$logdir/vad_$name.JOB.log" \
-    compute_vad.py --config "$vad_config" --stats "$vaddir/vad_$name.JOB.stats" \
-      --source-scp "$data/feats.scp" --done-stamp "$vaddir/vad_$name.JOB.done" \
-      "$sdata/JOB/feats.scp" "$vaddir/vad_$name.JOB.ark" "$vaddir/vad_$name.JOB.scp"; then
-  grep -h "ERROR" "$logdir"/vad_"$name".*.log 2>/dev/null | head -5 >&2 || true
-  echo "$0: VAD computation failed for $data; see $logdir/vad_$name.*.log" >&2
-  exit 1
-fi
+$cmd JOB=1:"$nj" "$logdir/vad_$name.JOB.log" \
+  compute_vad.py --config "$vad_config" --stats "$vaddir/vad_$name.JOB.stats" \
+    --source-scp "$data/feats.scp" --done-stamp "$vaddir/vad_$name.JOB.done" \
+    "$sdata/JOB/feats.scp" "$vaddir/vad_$name.JOB.ark" "$vaddir/vad_$name.JOB.scp" \
+  || failed "VAD computation failed for $data" "$logdir/vad_$name.JOB.log"
 
 tmp=$(mktemp -u "$data/.vad.scp.XXXXXX")   # -u: the redirect below creates it with the umask's mode
 trap 'rm -f "$tmp"' EXIT
-for n in $(seq "$nj"); do cat "$vaddir/vad_$name.$n.scp"; done | LC_ALL=C sort > "$tmp"
+merge_jobs "$nj" "$vaddir/vad_$name.JOB.scp" > "$tmp"
 nf=$(wc -l < "$data/feats.scp")
 nv=$(wc -l < "$tmp")
 [ "$nv" -eq "$nf" ] || echo "$0: WARNING: VAD for $nv of $nf utterances (the rest have no voiced frames;" \
                             "run utils/fix_data_dir.sh $data)"
 mv "$tmp" "$data/vad.scp"
-stamp.py write "$stamp" "$data/feats.scp" "$vad_config" "${arks[@]}" --opts "$opts"
+stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 stats=()
 for n in $(seq "$nj"); do stats+=("$vaddir/vad_$name.$n.stats"); done
 awk -v prog="$0" -v data="$data" '{u += $1; f += $2; v += $3; z += $4}

@@ -24,17 +24,14 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 3 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 3 ] || usage
 model=$1
 data=$2
 dir=$3
-[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got '$nj'" >&2; exit 1; }
-for f in "$model" "$data/wav.scp"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+positive_int --nj "$nj"
+require_files "$model" "$data/wav.scp"
 nutts=$(wc -l < "$data/wav.scp")
 [ "$nj" -le "$nutts" ] || nj=$nutts
 mkdir -p "$dir/log"
@@ -43,24 +40,19 @@ inputs=("$model" "$data/wav.scp")
 [ -f "$data/vad.scp" ] && inputs+=("$data/vad.scp")
 stamp=$dir/log/extract_embeddings.sslsv.stamp
 opts="nj=$nj max_frames=$max_frames data=$(cd "$data" && pwd)"
-if [ -f "$dir/xvector.scp" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/xvector.scp is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
-rm -f "$stamp"
+up_to_date "$stamp" "$dir/xvector.scp" -- "${inputs[@]}" --opts "$opts" && exit 0
 
 echo "$0: embedding $nutts utterances of $data with $model ($nj jobs, logs in $dir/log)"
 $cmd JOB=1:"$nj" "$dir/log/extract.JOB.log" \
   extract_embeddings.py --device "$device" --part JOB/"$nj" --max-frames "$max_frames" \
     "$model" "$data" "$dir/xvector.JOB.ark" "$dir/xvector.JOB.scp" \
-  || { grep -h "error" "$dir"/log/extract.*.log 2>/dev/null | head -5 >&2 || true
-       echo "$0: extraction failed; see $dir/log/extract.*.log" >&2; exit 1; }
+  || failed "extraction failed" "$dir/log/extract.JOB.log"
 
 tmp=$(mktemp -u "$dir/.xvector.scp.XXXXXX")   # -u: the redirect below creates it with the umask's mode
 trap 'rm -f "$tmp"' EXIT
-for n in $(seq "$nj"); do cat "$dir/xvector.$n.scp"; done | LC_ALL=C sort > "$tmp"
+merge_jobs "$nj" "$dir/xvector.JOB.scp" > "$tmp"
 nv=$(wc -l < "$tmp")
-[ "$nv" -eq "$nutts" ] || { echo "$0: $nv embeddings for $nutts utterances of $data" >&2; exit 1; }
+[ "$nv" -eq "$nutts" ] || die "$nv embeddings for $nutts utterances of $data"
 mv "$tmp" "$dir/xvector.scp"
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 echo "$0: wrote $dir/xvector.scp ($nv embeddings); $(grep -h 'real-time factor' "$dir"/log/extract.1.log | sed 's/^extract_embeddings.py: //')"

@@ -33,52 +33,42 @@ training set these use TRUE speaker labels: not for the self-supervised stages).
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 3 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 3 ] || usage
 srcdir=$1
 data=$2
 dir=$3
 
-[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got '$nj'" >&2; exit 1; }
-for f in "$srcdir/final.ie" "$srcdir/final.ubm" "$srcdir/frame_opts" "$data/feats.scp" "$data/vad.scp" \
-         "$data/utt2spk" "$config"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
-train_ivector_extractor.py config-value --config "$config" num_gselect > /dev/null \
-  || { echo "$0: bad config $config" >&2; exit 1; }
+positive_int --nj "$nj"
+require_files "$srcdir/final.ie" "$srcdir/final.ubm" "$srcdir/frame_opts" "$data/feats.scp" "$data/vad.scp" \
+  "$data/utt2spk" "$config"
+train_ivector_extractor.py config-value --config "$config" num_gselect > /dev/null || die "bad config $config"
 nutts=$(wc -l < "$data/feats.scp")
-[ "$nj" -le "$nutts" ] || { echo "$0: --nj $nj is more than the $nutts utterances of $data" >&2; exit 1; }
+[ "$nj" -le "$nutts" ] || die "--nj $nj is more than the $nutts utterances of $data"
 mkdir -p "$dir/log"
 
-mapfile -t arks < <(awk '{v = $2; sub(/:[0-9]+$/, "", v); print v}' "$data/feats.scp" "$data/vad.scp" | LC_ALL=C sort -u)
 inputs=("$srcdir/final.ie" "$srcdir/final.ubm" "$srcdir/frame_opts" "$data/feats.scp" "$data/vad.scp"
-        "$data/utt2spk" "$config" "${arks[@]}")
+        "$data/utt2spk" "$config" --archives-of "$data/feats.scp" "$data/vad.scp")
 stamp=$dir/log/extract_ivectors.sslsv.stamp
 opts="nj=$nj data=$(cd "$data" && pwd)"
-if [ -f "$dir/ivector.scp" ] && [ -f "$dir/spk_ivector.scp" ] && \
-   stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/ivector.scp is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
+up_to_date "$stamp" "$dir/ivector.scp" "$dir/spk_ivector.scp" -- "${inputs[@]}" --opts "$opts" && exit 0
 
 echo "$0: extracting i-vectors of $data with $srcdir/final.ie ($nutts utterances, $nj jobs, logs in $dir/log)"
 $cmd JOB=1:"$nj" "$dir/log/extract.JOB.log" \
   extract_ivectors.py extract --config "$config" --device "$device" --part JOB/"$nj" \
     --done-stamp "$dir/log/extract.JOB.done" "$srcdir" "$data" "$dir/ivector.JOB.ark" "$dir/ivector.JOB.scp" \
-  || { grep -h "ERROR" "$dir"/log/extract.*.log 2>/dev/null | head -5 >&2 || true
-       echo "$0: extraction failed; see $dir/log/extract.*.log" >&2; exit 1; }
+  || failed "extraction failed" "$dir/log/extract.JOB.log"
 
 tmp=$(mktemp -u "$dir/.ivector.scp.XXXXXX")   # -u: the redirect below creates it with the umask's mode
 trap 'rm -f "$tmp"' EXIT
-for n in $(seq "$nj"); do cat "$dir/ivector.$n.scp"; done | LC_ALL=C sort > "$tmp"
+merge_jobs "$nj" "$dir/ivector.JOB.scp" > "$tmp"
 nv=$(wc -l < "$tmp")
 [ "$nv" -eq "$nutts" ] || echo "$0: WARNING: i-vectors for $nv of $nutts utterances (the rest have no voiced frames)"
 mv "$tmp" "$dir/ivector.scp"
 extract_ivectors.py spk "$dir/ivector.scp" "$data/utt2spk" "$dir/spk_ivector.ark" "$dir/spk_ivector.scp" \
   "$dir/num_utts.ark" > "$dir/log/spk_ivector.log" 2>&1 \
-  || { echo "$0: speaker i-vectors failed; see $dir/log/spk_ivector.log" >&2; exit 1; }
+  || failed "speaker i-vectors failed" "$dir/log/spk_ivector.log"
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 change=$(grep -h "mean objf change" "$dir"/log/extract.*.log | awk '{s += $NF; n++} END {if (n) printf "%.4f", s / n}')
 echo "$0: wrote $dir/ivector.scp ($nv i-vectors; mean objf change/frame ${change:-?}) and spk_ivector.scp ($(wc -l < "$dir/spk_ivector.scp") speakers)"

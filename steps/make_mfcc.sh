@@ -14,7 +14,7 @@
 #
 # --compress true stores features with Kaldi's lossy 8-bit "speech feature" compression (as Kaldi's
 # make_mfcc.sh does through copy-feats --compress=true; written by kaldiio, readable by Kaldi). The
-# default is false: every later stage then sees the exact MFCCs (IVECTOR.md §1.9).
+# default is false: every later stage then sees the exact MFCCs (docs/ivector.md §1.9).
 set -euo pipefail
 
 nj=4
@@ -37,24 +37,18 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -lt 1 ] || [ $# -gt 3 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+(( $# >= 1 && $# <= 3 )) || usage
 data=$1
 logdir=${2:-$data/log}
 mfccdir=${3:-$data/data}
 name=$(basename "$data")
 
-[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got '$nj'" >&2; exit 1; }
-for f in "$data/wav.scp" "$mfcc_config"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
-if [ -f "$data/segments" ]; then
-  echo "$0: $data/segments exists: segmented recordings are not supported; cut the audio into one file" \
-       "per utterance (or a sox 'trim' pipe per utterance in wav.scp)" >&2
-  exit 1
-fi
+positive_int --nj "$nj"
+require_files "$data/wav.scp" "$mfcc_config"
+[ ! -f "$data/segments" ] || die "$data/segments exists: segmented recordings are not supported; cut the audio" \
+  "into one file per utterance (or a sox 'trim' pipe per utterance in wav.scp)"
 
 mkdir -p "$logdir" "$mfccdir"
 mfccdir=$(cd "$mfccdir" && pwd)     # feats.scp names archives by absolute path, as Kaldi's does
@@ -62,28 +56,14 @@ mfccdir=$(cd "$mfccdir" && pwd)     # feats.scp names archives by absolute path,
 stamp=$logdir/make_mfcc_$name.sslsv.stamp
 opts="nj=$nj compress=$compress write_utt2num_frames=$write_utt2num_frames write_utt2dur=$write_utt2dur"
 opts+=" skip_short=$skip_short mfccdir=$mfccdir"
-outputs_exist() {
-  [ -f "$data/feats.scp" ] || return 1
-  local n
-  for n in $(seq "$nj"); do [ -f "$mfccdir/raw_mfcc_$name.$n.ark" ] || return 1; done
-}
-if outputs_exist && stamp.py check "$stamp" "$data/wav.scp" "$mfcc_config" --opts "$opts"; then
-  echo "$0: $data/feats.scp is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
+outputs=("$data/feats.scp")
+for n in $(seq "$nj"); do outputs+=("$mfccdir/raw_mfcc_$name.$n.ark"); done
+up_to_date "$stamp" "${outputs[@]}" -- "$data/wav.scp" "$mfcc_config" --opts "$opts" && exit 0
 
 # The config is read (and checked, errors name file:line) before anything else is done.
-read -r rate min_samples frame_shift_s < <(python3 -c "
-import sys
-from sslsv.features import read_mfcc_config
-from sslsv.tables import DataError
-try:
-    c = read_mfcc_config(sys.argv[1])
-except DataError as e:
-    sys.exit(f'ERROR: {e}')
-print(int(c.sample_frequency), c.window_size_samples, c.frame_shift / 1000)
-" "$mfcc_config") || { echo "$0: bad MFCC config $mfcc_config" >&2; exit 1; }
-[ -n "${rate:-}" ] || { echo "$0: cannot read $mfcc_config" >&2; exit 1; }
+read -r rate min_samples frame_shift_s < <(python3 -m sslsv.features mfcc-config "$mfcc_config") \
+  || die "bad MFCC config $mfcc_config"
+[ -n "${rate:-}" ] || die "cannot read $mfcc_config"
 
 # The inputs of this step, as a view of the data dir (links to wav.scp, utt2spk, spk2utt, utt2dur, trials)
 # under the log dir: it is validated and split, so stale outputs of an earlier run in <data>
@@ -97,7 +77,7 @@ done
 validate_opts=(--no-feats --check-audio --sample-rate "$rate")
 [ "$skip_short" = true ] || validate_opts+=(--min-samples "$min_samples")
 utils/validate_data_dir.sh "${validate_opts[@]}" "$view" 2>&1 | sed "s|$view/|$data/|g; s|$view|$data|g" >&2 \
-  || { echo "$0: data dir $data failed validation" >&2; exit 1; }
+  || die "data dir $data failed validation"
 
 utils/split_data.sh --per-utt "$view" "$nj" >&2
 sdata=$view/split${nj}utt
@@ -106,24 +86,20 @@ sdata=$view/split${nj}utt
 rm -f "$mfccdir"/.raw_mfcc_"$name".*.tmp
 
 echo "$0: computing MFCC for $data ($(wc -l < "$data/wav.scp") utterances, $nj jobs, log in $logdir)"
-if ! $cmd JOB=1:"$nj" "$logdir/make_mfcc_$name.JOB.log" \
-    compute_mfcc_feats.py --config "$mfcc_config" --compress "$compress" --skip-short "$skip_short" \
-      --write-utt2num-frames "$mfccdir/raw_mfcc_$name.JOB.utt2num_frames" \
-      --write-utt2dur "$mfccdir/raw_mfcc_$name.JOB.utt2dur" \
-      --source-scp "$data/wav.scp" --done-stamp "$mfccdir/raw_mfcc_$name.JOB.done" \
-      "$sdata/JOB/wav.scp" "$mfccdir/raw_mfcc_$name.JOB.ark" "$mfccdir/raw_mfcc_$name.JOB.scp"; then
-  grep -h "ERROR" "$logdir"/make_mfcc_"$name".*.log 2>/dev/null | head -5 >&2 || true
-  echo "$0: MFCC computation failed for $data; see $logdir/make_mfcc_$name.*.log" >&2
-  exit 1
-fi
+$cmd JOB=1:"$nj" "$logdir/make_mfcc_$name.JOB.log" \
+  compute_mfcc_feats.py --config "$mfcc_config" --compress "$compress" --skip-short "$skip_short" \
+    --write-utt2num-frames "$mfccdir/raw_mfcc_$name.JOB.utt2num_frames" \
+    --write-utt2dur "$mfccdir/raw_mfcc_$name.JOB.utt2dur" \
+    --source-scp "$data/wav.scp" --done-stamp "$mfccdir/raw_mfcc_$name.JOB.done" \
+    "$sdata/JOB/wav.scp" "$mfccdir/raw_mfcc_$name.JOB.ark" "$mfccdir/raw_mfcc_$name.JOB.scp" \
+  || failed "MFCC computation failed for $data" "$logdir/make_mfcc_$name.JOB.log"
 
 # Merge the jobs' tables; check them before anything in the data dir is replaced.
 tmp=$(mktemp -d "$data/.make_mfcc.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-for n in $(seq "$nj"); do cat "$mfccdir/raw_mfcc_$name.$n.scp"; done | LC_ALL=C sort > "$tmp/feats.scp"
-for n in $(seq "$nj"); do cat "$mfccdir/raw_mfcc_$name.$n.utt2num_frames"; done | LC_ALL=C sort \
-  > "$tmp/utt2num_frames"
-for n in $(seq "$nj"); do cat "$mfccdir/raw_mfcc_$name.$n.utt2dur"; done | LC_ALL=C sort > "$tmp/utt2dur"
+merge_jobs "$nj" "$mfccdir/raw_mfcc_$name.JOB.scp" > "$tmp/feats.scp"
+merge_jobs "$nj" "$mfccdir/raw_mfcc_$name.JOB.utt2num_frames" > "$tmp/utt2num_frames"
+merge_jobs "$nj" "$mfccdir/raw_mfcc_$name.JOB.utt2dur" > "$tmp/utt2dur"
 
 nu=$(wc -l < "$data/wav.scp")
 nf=$(wc -l < "$tmp/feats.scp")
@@ -136,8 +112,7 @@ if [ "$nf" -ne "$nu" ]; then
          "$(echo "$missing" | head -10 | tr '\n' ' ')"
     echo "$0: run utils/fix_data_dir.sh $data to drop them from the data dir"
   else
-    echo "$0: ERROR: features for $nf of $nu utterances; missing: $(echo "$missing" | head -20 | tr '\n' ' ')" >&2
-    exit 1
+    die "ERROR: features for $nf of $nu utterances; missing: $(echo "$missing" | head -20 | tr '\n' ' ')"
   fi
 fi
 

@@ -20,28 +20,21 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 3 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 3 ] || usage
 src=$1
 cdir=$2
 dest=$3
-for f in "$src/utt2spk" "$cdir/labels"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
-[[ "$min_cluster_size" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --min-cluster-size must be a positive integer" >&2; exit 1; }
+require_files "$src/utt2spk" "$cdir/labels"
+positive_int --min-cluster-size "$min_cluster_size"
 
 mkdir -p "$dest"
 inputs=("$cdir/labels")
 for f in "$src"/*; do [ -f "$f" ] && inputs+=("$f"); done
 stamp=$dest/.pseudo_labels.sslsv.stamp
 opts="min_cluster_size=$min_cluster_size src=$(cd "$src" && pwd)"
-if [ -f "$dest/utt2spk" ] && [ -f "$dest/pseudo_labels.json" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dest is up to date (inputs and options unchanged); skipping"
-  exit 0
-fi
-rm -f "$stamp"
+up_to_date "$stamp" "$dest/utt2spk" "$dest/pseudo_labels.json" -- "${inputs[@]}" --opts "$opts" && exit 0
 make_pseudo_label_dir.py --min-cluster-size "$min_cluster_size" "$src" "$cdir/labels" "$dest"
 no_feats=
 [ -f "$src/feats.scp" ] || no_feats=--no-feats

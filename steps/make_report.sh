@@ -26,14 +26,13 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 2 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 2 ] || usage
 exp=$1
 out=$2
-[ -d "$exp" ] || { echo "$0: no such exp dir $exp (run the earlier stages first)" >&2; exit 1; }
-[ -z "$study" ] || [ -f "$study" ] || { echo "$0: no such study file $study" >&2; exit 1; }
+[ -d "$exp" ] || die "no such exp dir $exp (run the earlier stages first)"
+[ -z "$study" ] || [ -f "$study" ] || die "no such study file $study"
 corpus=${corpus:-$(basename "$exp")}
 nspk=()
 [ -f "$data/${corpus}_train/spk2utt" ] && nspk=(--num-speakers "$(wc -l < "$data/${corpus}_train/spk2utt")")

@@ -25,43 +25,29 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 3 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 3 ] || usage
 trials=$1
 test_scp=$2
 dir=$3
 
-for f in "$trials" "$test_scp" ${mean_scp:+"$mean_scp"}; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+require_files "$trials" "$test_scp" ${mean_scp:+"$mean_scp"}
 mkdir -p "$dir/log"
-mapfile -t arks < <(awk '{v = $2; sub(/:[0-9]+$/, "", v); print v}' "$test_scp" ${mean_scp:+"$mean_scp"} \
-                    | LC_ALL=C sort -u)
 stamp=$dir/score_cosine.sslsv.stamp
 opts="mean_scp=$mean_scp label=$label"
-inputs=("$trials" "$test_scp" ${mean_scp:+"$mean_scp"} "${arks[@]}")
-summary() { python3 -c "
-import json, sys
-from sslsv.scoring import summary_line
-r = json.load(open(sys.argv[1]))
-print(summary_line(r, r.get('label')))" "$dir/result.json"; }
-if [ -f "$dir/scores" ] && [ -f "$dir/result.json" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/result.json is up to date (inputs and options unchanged, $stamp); skipping"
+inputs=("$trials" "$test_scp" ${mean_scp:+"$mean_scp"} --archives-of "$test_scp" ${mean_scp:+"$mean_scp"})
+summary() { python3 -m sslsv.scoring summary "$dir/result.json"; }
+if up_to_date "$stamp" "$dir/result.json" "$dir/scores" -- "${inputs[@]}" --opts "$opts"; then
   summary
   exit 0
 fi
-rm -f "$stamp"
 
 echo "$0: cosine scoring of $trials${mean_scp:+ after subtracting the mean of $mean_scp}" \
      "(log in $dir/log/score_cosine.log)"
-if ! $cmd "$dir/log/score_cosine.log" \
-    score_trials.py cosine ${mean_scp:+--mean-scp "$mean_scp"} --label "$label" "$trials" "$test_scp" "$dir"; then
-  grep -h "ERROR" "$dir/log/score_cosine.log" 2>/dev/null | head -5 >&2 || true
-  echo "$0: cosine scoring failed; see $dir/log/score_cosine.log" >&2
-  exit 1
-fi
+$cmd "$dir/log/score_cosine.log" \
+  score_trials.py cosine ${mean_scp:+--mean-scp "$mean_scp"} --label "$label" "$trials" "$test_scp" "$dir" \
+  || failed "cosine scoring failed" "$dir/log/score_cosine.log"
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 echo "$0: wrote $dir/{scores,result.json}"
 summary

@@ -37,63 +37,41 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 5 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 5 ] || usage
 train_scp=$1
 utt2spk=$2
 trials=$3
 test_scp=$4
 dir=$5
 
-for f in "$train_scp" "$utt2spk" "$trials" "$test_scp" "$config"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+require_files "$train_scp" "$utt2spk" "$trials" "$test_scp" "$config"
 # Defaults from the config's backend section; command-line values win.
-read -r c_lda c_iters c_smooth < <(python3 -c "
-import sys
-from sslsv.config import section
-from sslsv.tables import DataError
-try:
-    s = section(sys.argv[1], 'backend', {'lda_dim': 64, 'plda_iters': 10, 'smoothing': 0.0})
-except DataError as e:
-    sys.exit(f'ERROR: {e}')
-print(s['lda_dim'], s['plda_iters'], s['smoothing'])
-" "$config") || { echo "$0: bad config $config" >&2; exit 1; }
+read -r c_lda c_iters c_smooth < <(python3 -m sslsv.backend options "$config") || die "bad config $config"
 lda_dim=${lda_dim:-$c_lda}
 plda_iters=${plda_iters:-$c_iters}
 smoothing=${smoothing:-$c_smooth}
-[[ "$lda_dim" =~ ^[0-9]+$ ]] || { echo "$0: --lda-dim must be a non-negative integer, got '$lda_dim'" >&2; exit 1; }
-[[ "$plda_iters" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --plda-iters must be a positive integer, got '$plda_iters'" >&2; exit 1; }
+non_negative_int --lda-dim "$lda_dim"
+positive_int --plda-iters "$plda_iters"
 
 mkdir -p "$dir/log"
 # The archives the scp files point into are inputs too: re-extracted vectors redo the scoring.
-mapfile -t arks < <(awk '{v = $2; sub(/:[0-9]+$/, "", v); print v}' "$train_scp" "$test_scp" | LC_ALL=C sort -u)
 stamp=$dir/score_plda.sslsv.stamp
 opts="lda_dim=$lda_dim plda_iters=$plda_iters smoothing=$smoothing label=$label"
-inputs=("$train_scp" "$utt2spk" "$trials" "$test_scp" "${arks[@]}")
-summary() { python3 -c "
-import json, sys
-from sslsv.scoring import summary_line
-r = json.load(open(sys.argv[1]))
-print(summary_line(r, r.get('label')))" "$dir/result.json"; }
-if [ -f "$dir/scores" ] && [ -f "$dir/result.json" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/result.json is up to date (inputs and options unchanged, $stamp); skipping"
+inputs=("$train_scp" "$utt2spk" "$trials" "$test_scp" --archives-of "$train_scp" "$test_scp")
+summary() { python3 -m sslsv.scoring summary "$dir/result.json"; }
+if up_to_date "$stamp" "$dir/result.json" "$dir/scores" -- "${inputs[@]}" --opts "$opts"; then
   summary
   exit 0
 fi
-rm -f "$stamp"
 
 echo "$0: training mean/LDA($lda_dim)/PLDA($plda_iters iterations) on $train_scp with $utt2spk;" \
      "scoring $trials (log in $dir/log/score_plda.log)"
-if ! $cmd "$dir/log/score_plda.log" \
-    score_trials.py plda --lda-dim "$lda_dim" --plda-iters "$plda_iters" --smoothing "$smoothing" \
-      --label "$label" "$train_scp" "$utt2spk" "$trials" "$test_scp" "$dir"; then
-  grep -h "ERROR" "$dir/log/score_plda.log" 2>/dev/null | head -5 >&2 || true
-  echo "$0: PLDA scoring failed; see $dir/log/score_plda.log" >&2
-  exit 1
-fi
+$cmd "$dir/log/score_plda.log" \
+  score_trials.py plda --lda-dim "$lda_dim" --plda-iters "$plda_iters" --smoothing "$smoothing" \
+    --label "$label" "$train_scp" "$utt2spk" "$trials" "$test_scp" "$dir" \
+  || failed "PLDA scoring failed" "$dir/log/score_plda.log"
 grep -h "NOTICE" "$dir/log/score_plda.log" >&2 || true
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 echo "$0: wrote $dir/{mean.vec,transform.mat,plda,plda.txt,scores,result.json}"

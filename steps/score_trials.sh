@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scoring of verification trials on network embeddings (NNET.md §6.4-6.6): cosine after subtracting
+# Scoring of verification trials on network embeddings (docs/network.md §6.4-6.6): cosine after subtracting
 # the mean of the training embeddings, and AS-norm against a cohort of the training (pseudo-)speaker
 # means (or, without --utt2spk, of the training utterance vectors), then EER and minDCF
 # (p_target 0.01, 0.001, 0.05) with Kaldi's compute-eer / compute_min_dcf.py definitions.
@@ -31,51 +31,35 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 4 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 4 ] || usage
 trials=$1
 train_scp=$2/xvector.scp
 test_scp=$3/xvector.scp
 dir=$4
 
-for f in "$trials" "$train_scp" "$test_scp" ${utt2spk:+"$utt2spk"}; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+require_files "$trials" "$train_scp" "$test_scp" ${utt2spk:+"$utt2spk"}
 case $top_n in
-  ''|*[!0-9]*) echo "$0: --top-n must be a positive integer, got '$top_n'" >&2; exit 1 ;;
+  ''|*[!0-9]*) die "--top-n must be a positive integer, got '$top_n'" ;;
 esac
 mkdir -p "$dir/log"
-mapfile -t arks < <(awk '{v = $2; sub(/:[0-9]+$/, "", v); print v}' "$train_scp" "$test_scp" | LC_ALL=C sort -u)
 stamp=$dir/score_trials.sslsv.stamp
 opts="utt2spk=$utt2spk top_n=$top_n label=$label"
-inputs=("$trials" "$train_scp" "$test_scp" ${utt2spk:+"$utt2spk"} "${arks[@]}")
-summary() { python3 -c "
-import json, sys
-from sslsv.scoring import summary_line
-r = json.load(open(sys.argv[1]))
-for k in ('cosine', 'asnorm'):
-    print(summary_line(r[k], r[k].get('label')))" "$dir/result.json"; }
-done_files=("$dir/result.json" "$dir"/{cosine,asnorm}/{scores,result.json})
-up_to_date=true
-for f in "${done_files[@]}"; do [ -f "$f" ] || up_to_date=false; done
-if $up_to_date && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/result.json is up to date (inputs and options unchanged, $stamp); skipping"
+inputs=("$trials" "$train_scp" "$test_scp" ${utt2spk:+"$utt2spk"} --archives-of "$train_scp" "$test_scp")
+summary() { python3 -m sslsv.scoring summary "$dir/result.json" cosine asnorm; }
+outputs=("$dir/result.json" "$dir"/{cosine,asnorm}/{scores,result.json})
+if up_to_date "$stamp" "${outputs[@]}" -- "${inputs[@]}" --opts "$opts"; then
   summary
   exit 0
 fi
-rm -f "$stamp"
 
 echo "$0: cosine and AS-norm scoring of $trials on $test_scp (mean and cohort from $train_scp" \
      "${utt2spk:+and $utt2spk}; log in $dir/log/score_trials.log)"
-if ! $cmd "$dir/log/score_trials.log" \
-    score_trials.py embedding --train-scp "$train_scp" ${utt2spk:+--utt2spk "$utt2spk"} --top-n "$top_n" \
-      --label "$label" "$trials" "$test_scp" "$dir"; then
-  grep -h "ERROR" "$dir/log/score_trials.log" 2>/dev/null | head -5 >&2 || true
-  echo "$0: scoring failed; see $dir/log/score_trials.log" >&2
-  exit 1
-fi
+$cmd "$dir/log/score_trials.log" \
+  score_trials.py embedding --train-scp "$train_scp" ${utt2spk:+--utt2spk "$utt2spk"} --top-n "$top_n" \
+    --label "$label" "$trials" "$test_scp" "$dir" \
+  || failed "scoring failed" "$dir/log/score_trials.log"
 grep -h "NOTICE" "$dir/log/score_trials.log" || true
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 echo "$0: wrote $dir/{mean_vec.npy,result.json} and $dir/{cosine,asnorm}/{scores,result.json}"

@@ -31,16 +31,13 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 2 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 2 ] || usage
 data=$1
 dir=$2
-[[ "$nproc" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nproc must be a positive integer, got '$nproc'" >&2; exit 1; }
-for f in "$data/wav.scp" "$data/utt2spk" "$config"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+positive_int --nproc "$nproc"
+require_files "$data/wav.scp" "$data/utt2spk" "$config"
 mkdir -p "$dir/log"
 
 inputs=("$data/wav.scp" "$data/utt2spk" "$config")
@@ -48,17 +45,11 @@ inputs=("$data/wav.scp" "$data/utt2spk" "$config")
 stamp=$dir/log/train_embedding.sslsv.stamp
 # The stamp holds the resolved config (file + overrides), so "head.name=aam" on a config whose head is
 # aam is the same system as no override; resolving it also reports a bad key before any work.
-resolved=$(python3 -c "
-import hashlib, shlex, sys
-from sslsv.embed.config import dump, load_embed_config
-print(hashlib.sha1(dump(load_embed_config(sys.argv[1], shlex.split(sys.argv[2]))).encode()).hexdigest())" \
-  "$config" "$set_opts") || { echo "$0: bad config $config${set_opts:+ with '$set_opts'}" >&2; exit 1; }
+resolved=$(python3 -m sslsv.embed.config hash "$config" "$set_opts") \
+  || die "bad config $config${set_opts:+ with '$set_opts'}"
 opts="config=$resolved nproc=$nproc"
-if [ -f "$dir/final.pt" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/final.pt is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
-rm -f "$stamp" "$dir/final.pt" "$dir/final.json"
+up_to_date "$stamp" "$dir/final.pt" -- "${inputs[@]}" --opts "$opts" && exit 0
+rm -f "$dir/final.pt" "$dir/final.json"
 
 args=(--config "$config" --set "$set_opts" --device "$device" "$data" "$dir")
 launch=("$(command -v train_embedding.py)")
@@ -69,12 +60,9 @@ if [ "$nproc" -gt 1 ]; then
 fi
 echo "$0: training on $data ($(wc -l < "$data/utt2spk") utterances, $(cut -d' ' -f2 "$data/utt2spk" | sort -u | wc -l)" \
      "speakers) with $config${set_opts:+ ($set_opts)}, $nproc process(es); follow $dir/log/train.log"
-if ! $cmd "${gpu_opt[@]}" "$dir/log/train.log" "${launch[@]}" "${args[@]}"; then
-  grep -h "error" "$dir/log/train.log" | tail -5 >&2 || true
-  echo "$0: training failed; see $dir/log/train.log (rerun to resume from the last finished epoch)" >&2
-  exit 1
-fi
-[ -f "$dir/final.pt" ] || { echo "$0: no $dir/final.pt after training; see $dir/log/train.log" >&2; exit 1; }
+$cmd "${gpu_opt[@]}" "$dir/log/train.log" "${launch[@]}" "${args[@]}" \
+  || failed "training failed" "$dir/log/train.log" "(rerun to resume from the last finished epoch)"
+[ -f "$dir/final.pt" ] || die "no $dir/final.pt after training; see $dir/log/train.log"
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 # (a resumed run that had finished every epoch only writes final.pt: no epoch line then)
 { grep "train_embedding: epoch [0-9]*:" "$dir/log/train.log" || true; } | tail -1 | sed "s|^|$0: last |"

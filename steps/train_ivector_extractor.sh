@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kaldi's sid/train_ivector_extractor.sh: the augmented total-variability i-vector extractor
-# (IVECTOR.md §6) on the sid frame features of a data dir, aligned by a full UBM.
+# (docs/ivector.md §6) on the sid frame features of a data dir, aligned by a full UBM.
 #
 #   steps/train_ivector_extractor.sh [options] <ubm-dir> <data-dir> <dir>
 #   e.g. steps/train_ivector_extractor.sh --nj 4 --cmd "$train_cmd" exp/full_ubm data/train exp/extractor
@@ -40,58 +40,47 @@ Options:
 
 if [ -f ./path.sh ]; then . ./path.sh; else . "$(dirname "$0")/../path.sh"; fi
 . "$SSLSV_ROOT/utils/parse_options.sh"
+. "$SSLSV_ROOT/utils/step_lib.sh"
 
-if [ $# -ne 3 ]; then
-  printf '%s\n' "$help_message" >&2; exit 1
-fi
+[ $# -eq 3 ] || usage
 ubmdir=$1
 data=$2
 dir=$3
 
-[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got '$nj'" >&2; exit 1; }
-for f in "$ubmdir/final.ubm" "$ubmdir/frame_opts" "$data/feats.scp" "$data/vad.scp" "$config"; do
-  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
-done
+positive_int --nj "$nj"
+require_files "$ubmdir/final.ubm" "$ubmdir/frame_opts" "$data/feats.scp" "$data/vad.scp" "$config"
 sets=()
 [ -n "$ivector_dim" ] && sets+=(--set "ivector_dim=$ivector_dim")
 [ -n "$num_iters" ] && sets+=(--set "num_iters=$num_iters")
 read -r num_iters longest ivector_dim < <(train_ivector_extractor.py config-value --config "$config" "${sets[@]}" \
-  num_iters longest_utts ivector_dim) && [ -n "$ivector_dim" ] || { echo "$0: bad config $config" >&2; exit 1; }
+  num_iters longest_utts ivector_dim) && [ -n "$ivector_dim" ] || die "bad config $config"
 mkdir -p "$dir/log"
 
-mapfile -t arks < <(awk '{v = $2; sub(/:[0-9]+$/, "", v); print v}' "$data/feats.scp" "$data/vad.scp" | LC_ALL=C sort -u)
-inputs=("$ubmdir/final.ubm" "$ubmdir/frame_opts" "$data/feats.scp" "$data/vad.scp" "$config" "${arks[@]}")
+inputs=("$ubmdir/final.ubm" "$ubmdir/frame_opts" "$data/feats.scp" "$data/vad.scp" "$config")
 [ -f "$data/utt2num_frames" ] && inputs+=("$data/utt2num_frames")
+inputs+=(--archives-of "$data/feats.scp" "$data/vad.scp")   # the feature archives, last
 stamp=$dir/log/train_ivector_extractor.sslsv.stamp
 opts="sets=${sets[*]} seed=$seed nj=$nj data=$(cd "$data" && pwd)"
-if [ -f "$dir/final.ie" ] && stamp.py check "$stamp" "${inputs[@]}" --opts "$opts"; then
-  echo "$0: $dir/final.ie is up to date (inputs and options unchanged, $stamp); skipping"
-  exit 0
-fi
+up_to_date "$stamp" "$dir/final.ie" -- "${inputs[@]}" --opts "$opts" && exit 0
 
 # Posteriors and models of a run with other inputs or options are stale: start again.
-fp=$(python3 -c 'import sys; from sslsv.stamp import fingerprint; print(fingerprint(sys.argv[2:], sys.argv[1]))' \
-     "$opts" "${inputs[@]}")
-if [ "$(cat "$dir/.inputs" 2>/dev/null)" != "$fp" ]; then
-  rm -rf "$dir"/[0-9]*.ie "$dir"/post.*.npz "$dir"/acc.*.npz "$dir/final.ie" "$dir/final.ubm" \
-         "$dir/frame_opts" "$dir/train_data" "$stamp"
-  echo "$fp" > "$dir/.inputs"
-fi
+restart_if_changed "$dir" "$dir"/[0-9]*.ie "$dir"/post.*.npz "$dir"/acc.*.npz "$dir/final.ie" "$dir/final.ubm" \
+  "$dir/frame_opts" "$dir/train_data" -- "${inputs[@]}" --opts "$opts"
 cp "$ubmdir/frame_opts" "$dir/frame_opts"
-[ -f "$dir/final.ubm" ] || { cp "$ubmdir/final.ubm" "$dir/.final.ubm.tmp" && mv "$dir/.final.ubm.tmp" "$dir/final.ubm"; }
+[ -f "$dir/final.ubm" ] || copy_atomic "$ubmdir/final.ubm" "$dir/final.ubm"
 
 traindata=$data
 if [ "$longest" -gt 0 ]; then
   traindata=$dir/train_data
   if [ ! -f "$traindata/feats.scp" ]; then
-    [ -f "$data/utt2num_frames" ] || { echo "$0: extractor.longest_utts=$longest needs $data/utt2num_frames" >&2; exit 1; }
+    [ -f "$data/utt2num_frames" ] || die "extractor.longest_utts=$longest needs $data/utt2num_frames"
     utils/subset_data_dir.sh --longest "$longest" "$data" "$traindata.tmp" >&2
     rm -rf "$traindata" && mv "$traindata.tmp" "$traindata"
   fi
   echo "$0: training on the $(wc -l < "$traindata/feats.scp") longest utterances of $data ($traindata)"
 fi
 nutts=$(wc -l < "$traindata/feats.scp")
-[ "$nj" -le "$nutts" ] || { echo "$0: --nj $nj is more than the $nutts utterances of $traindata" >&2; exit 1; }
+[ "$nj" -le "$nutts" ] || die "--nj $nj is more than the $nutts utterances of $traindata"
 common=(--config "$config" "${sets[@]}" --device "$device")
 fopts=(--frame-opts "$dir/frame_opts")
 
@@ -103,12 +92,12 @@ if [ "$todo" -eq 1 ]; then
   $cmd JOB=1:"$nj" "$dir/log/post.JOB.log" \
     train_ivector_extractor.py post --keep-existing "${common[@]}" "${fopts[@]}" --part JOB/"$nj" \
       "$dir/final.ubm" "$traindata" "$dir/post.JOB.npz" \
-    || { echo "$0: posteriors failed; see $dir/log/post.*.log" >&2; exit 1; }
+    || failed "posteriors failed" "$dir/log/post.JOB.log"
 fi
 
 if [ ! -f "$dir/0.ie" ]; then
   $cmd "$dir/log/init.log" train_ivector_extractor.py init --config "$config" "${sets[@]}" --seed "$seed" \
-    "$dir/final.ubm" "$dir/0.ie" || { echo "$0: init failed; see $dir/log/init.log" >&2; exit 1; }
+    "$dir/final.ubm" "$dir/0.ie" || failed "init failed" "$dir/log/init.log"
   grep "^initialised" "$dir/log/init.log" | sed "s|^|$0: |"
 fi
 
@@ -121,7 +110,7 @@ if [ "$start" -lt "$num_iters" ]; then
     echo "$0: iterations $start..$((num_iters - 1)) in one process on $device (log in $dir/log/train.$start.log)"
     $cmd "$dir/log/train.$start.log" train_ivector_extractor.py train "${common[@]}" "${fopts[@]}" \
       "$traindata" "$dir/post.1.npz" "$dir" \
-      || { echo "$0: training failed; see $dir/log/train.$start.log" >&2; exit 1; }
+      || failed "training failed" "$dir/log/train.$start.log"
     grep "^iteration" "$dir/log/train.$start.log" | sed "s|^|$0: |"
   else
     for x in $(seq "$start" $((num_iters - 1))); do
@@ -129,17 +118,17 @@ if [ "$start" -lt "$num_iters" ]; then
       $cmd JOB=1:"$nj" "$dir/log/acc.$x.JOB.log" \
         train_ivector_extractor.py acc "${common[@]}" "${fopts[@]}" \
           "$dir/$x.ie" "$traindata" "$dir/post.JOB.npz" "$dir/acc.$x.JOB.npz" \
-        || { echo "$0: statistics failed in iteration $x; see $dir/log/acc.$x.*.log" >&2; exit 1; }
+        || failed "statistics failed in iteration $x" "$dir/log/acc.$x.JOB.log"
       accs=(); for n in $(seq "$nj"); do accs+=("$dir/acc.$x.$n.npz"); done
       $cmd "$dir/log/update.$x.log" \
         train_ivector_extractor.py est "${common[@]}" --iter "$x" "$dir/$x.ie" "$dir/$((x + 1)).ie" "${accs[@]}" \
-        || { echo "$0: update failed in iteration $x; see $dir/log/update.$x.log" >&2; exit 1; }
+        || failed "update failed in iteration $x" "$dir/log/update.$x.log"
       grep "^iteration" "$dir/log/update.$x.log" | sed "s|^|$0: |"
       rm -f "${accs[@]}"
     done
   fi
 fi
 
-cp "$dir/$num_iters.ie" "$dir/.final.ie.tmp" && mv "$dir/.final.ie.tmp" "$dir/final.ie"
+copy_atomic "$dir/$num_iters.ie" "$dir/final.ie"
 stamp.py write "$stamp" "${inputs[@]}" --opts "$opts"
 echo "$0: wrote $dir/final.ie ($num_iters iterations, i-vector dim $ivector_dim; final.ubm and frame_opts beside it)"
