@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from sslsv.augment import AUG_TYPES, AugOptions, augment_job
+from sslsv.logs import setup
 from sslsv.tables import DataError
 
 
@@ -51,6 +52,7 @@ def _factors(s: str) -> tuple[float, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
     ap.add_argument("--types", type=_types, default=AUG_TYPES)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import os
 import sys
 import time
@@ -27,12 +28,11 @@ import numpy as np
 import yaml
 from sslsv.cluster import build, estimator_class, estimators, method_config, methods
 from sslsv.cluster.inputs import normalize, read_vectors, read_views
+from sslsv.logs import setup
 from sslsv.provenance import provenance
 from sslsv.tables import DataError, atomic_path, read_map, write_lines
 
-
-def log(msg: str) -> None:
-    print(f"cluster.py: {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger("cluster.py")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,6 +80,7 @@ def write_curve(path: Path, curve: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup("cluster.py")
     a = parse_args(argv)
     conf_dir = a.conf_dir or os.environ.get("SSLSV_CLUSTER_CONF")
     kw = {"conf_dir": conf_dir} if conf_dir else {}
@@ -131,14 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.views and "views" in fit_args:
         types, views, present = read_views(keys, raw, a.views, a.utt2uniq, settings["input_norm"])
         kwargs["views"] = views
-        log(f"views from {a.views}: {', '.join(types)} ({present.mean():.1%} of utterances present)")
+        log.info(f"views from {a.views}: {', '.join(types)} ({present.mean():.1%} of utterances present)")
     if truth is not None and "eval_labels" in fit_args:
         kwargs["eval_labels"] = truth
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({"method": a.method, "config": str(config), **settings},
                                       sort_keys=False))
-    log(f"{a.method} ({settings['estimator']}) on {len(keys)} vectors of dim {x.shape[1]} "
+    log.info(f"{a.method} ({settings['estimator']}) on {len(keys)} vectors of dim {x.shape[1]} "
         f"({settings['input_norm']} inputs){f', {n_req} clusters' if n_req else ''}")
 
     t0 = time.time()
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
               "fit_seconds": round(fit_seconds, 2), "metrics_seconds": round(time.time() - t1, 2),
               **provenance()}
     write_json(out / "metrics.json", result)
-    log(f"wrote {out}/labels ({result['num_clusters_found']} clusters"
+    log.info(f"wrote {out}/labels ({result['num_clusters_found']} clusters"
         f"{f', {int(noise.sum())} unassigned' if noise.any() else ''}) in {fit_seconds:.1f} s")
     print(f"{a.method}: {format_metrics(metrics)}")
     return 0

@@ -12,6 +12,7 @@ import sys
 
 from sslsv.features.jobs import mfcc_job
 from sslsv.features.kaldi_options import read_mfcc_config
+from sslsv.logs import setup
 from sslsv.tables import DataError
 
 
@@ -22,6 +23,7 @@ def _bool(s: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
     ap.add_argument("--config", help="Kaldi option file (compute-mfcc-feats options)")

@@ -9,10 +9,12 @@ import sys
 
 from sslsv.features.jobs import vad_job
 from sslsv.features.kaldi_options import read_vad_config
+from sslsv.logs import setup
 from sslsv.tables import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
     ap.add_argument("--config", help="Kaldi option file (compute-vad options)")

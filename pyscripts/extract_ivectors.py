@@ -22,11 +22,13 @@ from sslsv.ivector.extractor import IvectorExtractor
 from sslsv.ivector.extractor_opts import EXTRACTOR_DEFAULTS, part_utts
 from sslsv.ivector.frames import FrameOptions
 from sslsv.ivector.gmm import FullGmm
+from sslsv.logs import setup
 from sslsv.stamp import is_done, mark_done
 from sslsv.tables import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("extract")

@@ -5,10 +5,12 @@ import argparse
 import sys
 
 from sslsv.corpora.demo import build_demo_corpus
+from sslsv.logs import setup
 from sslsv.tables import DataError
 
 
 def main() -> int:
+    setup(stream=sys.stdout)   # progress on stdout, as local/make_demo_corpus.sh shows it
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--num-train-spk", type=int, default=48)
     ap.add_argument("--num-test-spk", type=int, default=12)

@@ -10,8 +10,8 @@ Sub-commands (the workers of steps/score_cosine.sh, steps/score_plda.sh and step
            on the training vectors with the given utt2spk; trials scored with ivector-plda-scoring.
   embedding --train-scp train.scp [--utt2spk utt2spk] [--top-n 300] [--label S]
            <trials> <test.scp> <out-dir>
-           network embeddings (NNET.md §6.4-6.5, the worker of steps/score_trials.sh): μ = mean of the raw
-           training embeddings (saved as mean_vec.npy); cosine of the μ-subtracted vectors ->
+           network embeddings (docs/network.md §6.4-6.5, the worker of steps/score_trials.sh): μ = mean of
+           the raw training embeddings (saved as mean_vec.npy); cosine of the μ-subtracted vectors ->
            <out-dir>/cosine/; AS-norm (top-N cohort cosines of each side, N capped at the cohort size;
            N >= cohort size is S-norm) -> <out-dir>/asnorm/. The cohort is the speaker means of the
            training embeddings under --utt2spk (the (pseudo-)labels of the training data), or, without
@@ -29,12 +29,14 @@ must have a speaker in utt2spk.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from sslsv.backend import (
+    BACKEND_DEFAULTS,
     Lda,
     Plda,
     dot_scores,
@@ -44,6 +46,7 @@ from sslsv.backend import (
     score_pairs,
     write_kaldi_vector,
 )
+from sslsv.logs import setup
 from sslsv.provenance import provenance
 from sslsv.score_norm import adaptive_snorm, center_normalize, speaker_means
 from sslsv.scoring import (
@@ -59,9 +62,7 @@ from sslsv.scoring import (
 )
 from sslsv.tables import DataError, atomic_path, read_map
 
-
-def log(msg: str) -> None:
-    print(f"score_trials.py: {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger("score_trials.py")
 
 
 def _index(trials: Trials, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -97,12 +98,12 @@ def cmd_cosine(a: argparse.Namespace) -> dict:
         if xtr.shape[1] != x.shape[1]:
             raise DataError(f"{a.mean_scp}: dimension {xtr.shape[1]}, but {a.test_scp} has {x.shape[1]}")
         mean = global_mean(xtr)
-        log(f"mean of {len(xtr)} training vectors from {a.mean_scp}")
+        log.info(f"mean of {len(xtr)} training vectors from {a.mean_scp}")
     t0 = time.time()
     xn = length_norm(x - mean if mean is not None else x, scaleup=False)
     e, t = _index(trials, keys)
     scores = score_pairs(xn, e, t, dot_scores)
-    log(f"scored {len(trials)} trials (cosine) in {time.time() - t0:.2f} s")
+    log.info(f"scored {len(trials)} trials (cosine) in {time.time() - t0:.2f} s")
     info = {"backend": "cosine", "mean_scp": a.mean_scp, "trials": a.trials, "test_scp": a.test_scp,
             "dim": int(x.shape[1])}
     return _finish(Path(a.out_dir), trials, scores, info, a.label)
@@ -122,7 +123,7 @@ def cmd_plda(a: argparse.Namespace) -> dict:
     spk = np.array([utt2spk[k] for k in tkeys])
     n_spk = len(set(spk.tolist()))
     dim = xtr.shape[1]
-    log(f"{len(tkeys)} training vectors of dimension {dim}, {n_spk} speakers ({a.utt2spk}); "
+    log.info(f"{len(tkeys)} training vectors of dimension {dim}, {n_spk} speakers ({a.utt2spk}); "
         f"{len(trials)} trials on {len(keys)} test vectors")
 
     # --- mean, LDA, length norm
@@ -133,26 +134,26 @@ def cmd_plda(a: argparse.Namespace) -> dict:
     if lda_dim > 0:
         cap = min(dim, n_spk - 1)
         if lda_dim > cap:
-            log(f"NOTICE: LDA dimension {lda_dim} clamped to {cap} "
+            log.info(f"NOTICE: LDA dimension {lda_dim} clamped to {cap} "
                 f"= min(dim {dim}, #speakers - 1 = {n_spk - 1})")
             lda_dim = cap
         lda = Lda().fit(xtr, spk, lda_dim)
         lda.write_kaldi(out / "transform.mat")
         xtr = lda.transform(xtr)
-        log(f"LDA {dim} -> {lda_dim} dims (between-class eigenvalues "
+        log.info(f"LDA {dim} -> {lda_dim} dims (between-class eigenvalues "
             f"{', '.join(f'{v:.3g}' for v in lda.eigenvalues[:5])}, ...)")
     else:
         lda = None
         (out / "transform.mat").unlink(missing_ok=True)
-        log("no LDA (--lda-dim 0)")
+        log.info("no LDA (--lda-dim 0)")
     xtr = length_norm(xtr)
 
     # --- PLDA
-    plda = Plda().fit(xtr, spk, num_iters=a.plda_iters, log=log)
+    plda = Plda().fit(xtr, spk, num_iters=a.plda_iters)
     plda.smooth(a.smoothing)
     plda.save(out / "plda")
     plda.write_kaldi_text(out / "plda.txt")  # the same model as Kaldi's text <Plda> object
-    log(f"PLDA psi (largest): {', '.join(f'{v:.3g}' for v in plda.psi[:5])}")
+    log.info(f"PLDA psi (largest): {', '.join(f'{v:.3g}' for v in plda.psi[:5])}")
 
     # --- scoring (enrollment and test are both single test utterances: num_utts = 1)
     t0 = time.time()
@@ -162,7 +163,7 @@ def cmd_plda(a: argparse.Namespace) -> dict:
     yt = plda.transform(length_norm(xt), num_utts=1)
     e, t = _index(trials, keys)
     scores = score_pairs(yt, e, t, plda.llr)
-    log(f"scored {len(trials)} trials (PLDA) in {time.time() - t0:.2f} s")
+    log.info(f"scored {len(trials)} trials (PLDA) in {time.time() - t0:.2f} s")
     info = {"backend": "lda+plda" if lda is not None else "plda",
             "options": {"lda_dim_requested": a.lda_dim, "lda_dim": lda_dim, "plda_iters": a.plda_iters,
                         "smoothing": a.smoothing, "normalize_length": True, "num_utts": 1},
@@ -198,17 +199,17 @@ def cmd_embedding(a: argparse.Namespace) -> dict:
         rows = [i for i, k in enumerate(tkeys) if k in utt2spk]
         _, cohort = speaker_means([tkeys[i] for i in rows], xtr[rows], utt2spk)
         kind = "speaker_means"
-        log(f"cohort: {len(cohort)} speaker means of {len(rows)} training embeddings ({a.utt2spk})")
+        log.info(f"cohort: {len(cohort)} speaker means of {len(rows)} training embeddings ({a.utt2spk})")
     else:
         cohort = xtr
         kind = "utterances"
-        log(f"cohort: the {len(tkeys)} training utterance embeddings (no --utt2spk)")
+        log.info(f"cohort: the {len(tkeys)} training utterance embeddings (no --utt2spk)")
     if len(cohort) < 2:
         raise DataError(f"{a.train_scp}: AS-norm needs a cohort of at least 2 vectors, got {len(cohort)}")
     cohort = center_normalize(cohort, mean)
     top_n = a.top_n
     if top_n > len(cohort):
-        log(f"NOTICE: --top-n {a.top_n} capped at the cohort size {len(cohort)} (this is S-norm)")
+        log.info(f"NOTICE: --top-n {a.top_n} capped at the cohort size {len(cohort)} (this is S-norm)")
         top_n = len(cohort)
 
     # --- scoring: the test vectors serve as both sides, so the cohort statistics are computed once each
@@ -216,7 +217,7 @@ def cmd_embedding(a: argparse.Namespace) -> dict:
     xn = center_normalize(x, mean)
     e, t = _index(trials, keys)
     raw, normed = adaptive_snorm(xn, xn, e, t, cohort, top_n)
-    log(f"scored {len(trials)} trials (cosine and AS-norm, top {top_n} of {len(cohort)}) "
+    log.info(f"scored {len(trials)} trials (cosine and AS-norm, top {top_n} of {len(cohort)}) "
         f"in {time.time() - t0:.2f} s")
     common = {"train_scp": a.train_scp, "utt2spk": a.utt2spk, "trials": a.trials, "test_scp": a.test_scp,
               "dim": int(x.shape[1]), "num_train_utts": len(tkeys)}
@@ -247,6 +248,7 @@ def cmd_evaluate(a: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup("score_trials.py")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("cosine", help="cosine scoring after mean subtraction")
@@ -256,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("test_scp")
     c.add_argument("out_dir")
     p = sub.add_parser("plda", help="mean + LDA + length norm + PLDA, trained and scored")
-    p.add_argument("--lda-dim", type=int, default=64, help="0 = no LDA")
-    p.add_argument("--plda-iters", type=int, default=10)
-    p.add_argument("--smoothing", type=float, default=0.0)
+    p.add_argument("--lda-dim", type=int, default=BACKEND_DEFAULTS["lda_dim"], help="0 = no LDA")
+    p.add_argument("--plda-iters", type=int, default=BACKEND_DEFAULTS["plda_iters"])
+    p.add_argument("--smoothing", type=float, default=BACKEND_DEFAULTS["smoothing"])
     p.add_argument("--label", default="supervised back end")
     for name in ("train_scp", "utt2spk", "trials", "test_scp", "out_dir"):
         p.add_argument(name)

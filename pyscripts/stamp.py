@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Check or write a stage's done-stamp (see sslsv.stamp).
 
-Usage: stamp.py check|write STAMP [INPUT...] [--opts S]
+Usage: stamp.py check|write STAMP [INPUT...] [--opts S] [--archives-of SCP...]
+       stamp.py fingerprint INPUT... [--opts S] [--archives-of SCP...]
 """
 import sys
 

@@ -22,10 +22,12 @@ import sys
 
 from sslsv.config import section
 from sslsv.ivector.extractor_opts import EXTRACTOR_DEFAULTS, part_utts
+from sslsv.logs import setup
 from sslsv.tables import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
 

@@ -19,8 +19,8 @@ same fixed model gives the same indices without the disk traffic).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +41,14 @@ from sslsv.ivector.gmm import (
     train_init,
 )
 from sslsv.ivector.ubm_options import ubm_options
+from sslsv.logs import setup
 from sslsv.tables import DataError, c_sorted, read_scp
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK = 8192
 
 
-def log(msg: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+log = logging.getLogger("ubm.py")
 
 
 def opts_of(args, name: str) -> dict:
@@ -106,13 +106,13 @@ def cmd_init_diag(args) -> None:
     if res is None:
         raise DataError(f"{args.data}: no utterance has voiced frames")
     frames = res.frames()
-    log(f"init-diag: {frames.shape[0]} of {res.seen} voiced frames ({n_utts} utterances) kept, dim "
+    log.info(f"init-diag: {frames.shape[0]} of {res.seen} voiced frames ({n_utts} utterances) kept, dim "
         f"{frames.shape[1]}; {c0} -> {c} Gaussians in {o['num_iters_init']} iterations on {dev}")
     gmm = train_init(frames, c, c0, int(o["num_iters_init"]), rng,
                      min_gaussian_weight=float(o["min_gaussian_weight"]), remove_low_count_gaussians=True,
-                     device=dev, dtype=DTYPES[args.dtype], log=log)
+                     device=dev, dtype=DTYPES[args.dtype])
     gmm.save(args.out)
-    log(f"init-diag: wrote {args.out} ({gmm.num_gauss} Gaussians)")
+    log.info(f"init-diag: wrote {args.out} ({gmm.num_gauss} Gaussians)")
 
 
 def cmd_acc_diag(args) -> None:
@@ -124,15 +124,17 @@ def cmd_acc_diag(args) -> None:
         acc.add(x)
     st = acc.stats()
     st.save(args.out)
-    log(f"acc-diag: {int(st.num_frames)} frames, average log-likelihood {st.avg_loglik:.6f} -> {args.out}")
+    log.info(f"acc-diag: {int(st.num_frames)} frames, average log-likelihood {st.avg_loglik:.6f} "
+             f"-> {args.out}")
 
 
 def est_diag(gmm: DiagGmm, st: GmmStats, o: dict, last: bool, it: int) -> DiagGmm:
     remove = bool(o["remove_low_count_gaussians"]) and last
     new, info = mle_diag_update(gmm, st, min_gaussian_weight=float(o["min_gaussian_weight"]),
                                 remove_low_count_gaussians=remove)
-    log(f"iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over {int(st.num_frames)} "
-        f"frames (gselect {o['num_gselect']}); {info.summary()}; {new.num_gauss} Gaussians")
+    log.info(f"iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over "
+             f"{int(st.num_frames)} frames (gselect {o['num_gselect']}); {info.summary()}; "
+             f"{new.num_gauss} Gaussians")
     return new
 
 
@@ -176,7 +178,7 @@ def cmd_train_diag(args) -> None:
 
 def cmd_init_full(args) -> None:
     DiagGmm.load(args.diag).to_full().save(args.out)
-    log(f"init-full: {args.diag} -> {args.out}")
+    log.info(f"init-full: {args.diag} -> {args.out}")
 
 
 def cmd_acc_full(args) -> None:
@@ -188,15 +190,17 @@ def cmd_acc_full(args) -> None:
         acc.add(x)
     st = acc.stats()
     st.save(args.out)
-    log(f"acc-full: {int(st.num_frames)} frames, average log-likelihood {st.avg_loglik:.6f} -> {args.out}")
+    log.info(f"acc-full: {int(st.num_frames)} frames, average log-likelihood {st.avg_loglik:.6f} "
+             f"-> {args.out}")
 
 
 def est_full(gmm: FullGmm, st: GmmStats, o: dict, last: bool, it: int) -> FullGmm:
     remove = bool(o["remove_low_count_gaussians"]) and last
     new, info = mle_full_update(gmm, st, min_gaussian_weight=float(o["min_gaussian_weight"]),
                                 remove_low_count_gaussians=remove)
-    log(f"iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over {int(st.num_frames)} "
-        f"frames (gselect {o['num_gselect']}); {info.summary()}; {new.num_gauss} Gaussians")
+    log.info(f"iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over "
+             f"{int(st.num_frames)} frames (gselect {o['num_gselect']}); {info.summary()}; "
+             f"{new.num_gauss} Gaussians")
     return new
 
 
@@ -225,6 +229,7 @@ def cmd_train_full(args) -> None:
 # -------------------------------------------------------------------------------------------------- misc
 
 def main(argv: list[str] | None = None) -> int:
+    setup(timestamps=True, stream=sys.stdout)   # Kaldi-like "12:34:56 iteration 3: ..." lines
     ap = argparse.ArgumentParser(prog="ubm.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -1,4 +1,4 @@
-"""Back end (IVECTOR.md §7): LDA, length norm, PLDA EM / transform / smoothing / LLR, invariances, the
+"""Back end (docs/ivector.md §7): LDA, length norm, PLDA EM / transform / smoothing / LLR, invariances, the
 step scripts end to end on synthetic speakers and on MFCC statistics of real speech."""
 
 from __future__ import annotations

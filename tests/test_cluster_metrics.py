@@ -1,4 +1,4 @@
-"""Clustering metrics (sslsv.cluster.metrics, ALGORITHMS.md §7) against scikit-learn, scipy's dense
+"""Clustering metrics (sslsv.cluster.metrics, docs/algorithms.md §7) against scikit-learn, scipy's dense
 Hungarian assignment, an exact big-integer expected mutual information, literal loops and hand-worked
 cases; edge cases (one cluster, missing inputs, metric selection)."""
 

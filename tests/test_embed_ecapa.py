@@ -1,4 +1,4 @@
-"""ECAPA-TDNN (NNET.md §1): output shapes for free T, the §1.4 parameter counts exactly, the whole forward
+"""ECAPA-TDNN (docs/network.md §1): shapes for any T, the §1.4 parameter counts exactly, the whole forward
 against an independent numpy float64 re-implementation of the spec's pseudo-code (both residual variants,
 with and without global context), batch independence and determinism in eval mode, the pooling's variance
 floor, and the four mixing points (exact identity for π = id / λ = 1, location checked with hooks)."""
@@ -35,7 +35,7 @@ def test_single_and_two_frame_inputs_are_finite() -> None:
         assert torch.isfinite(model(torch.randn(2, frames, 40))).all()
 
 
-# (F, C, D, A, S, global context) -> learnable parameters, NNET.md §1.4 table
+# (F, C, D, A, S, global context) -> learnable parameters, docs/network.md §1.4 table
 COUNTS = [
     (80, 1024, 1536, 128, 128, True, 14_657_088),
     (80, 512, 1536, 128, 128, True, 6_190_720),
@@ -98,7 +98,7 @@ def test_config_errors() -> None:
         emb_bn=False, dense_input_sum=False)
 
 
-# ---- numpy float64 reference of the spec (NNET.md §1.2) ------------------------------------------------
+# ---- numpy float64 reference of the spec (docs/network.md §1.2) -----------------------------------------
 
 def np_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, dil: int = 1) -> np.ndarray:
     """Zero-padded 'same' Conv1d of one sample x (Cin, T) by w (Cout, Cin, k): a sum over the k taps."""

@@ -1,4 +1,4 @@
-"""Classification heads (NNET.md §3, §4.3): every per-sample loss against its formula in numpy float64
+"""Classification heads (docs/network.md §3, §4.3): every per-sample loss against its formula in numpy float64
 (B = 5, E = 8, K = 4), the margin-0 reductions, ArcFace's fallback region and its continuity, both OC-Softmax
 negative modes, AdaFace with known statistics and its EMA, the mixed loss, predict, update and the gradients
 at cos = ±1."""
@@ -54,7 +54,7 @@ def test_defaults_and_final_margins() -> None:
     for name, (s, m) in expect.items():
         h = build_head(name, E, K)
         assert (h.scale, h.margin, h.final_margin) == (s, m, m), name
-        assert sum(p.numel() for p in h.parameters()) == K * E                # no bias (NNET.md §1.4)
+        assert sum(p.numel() for p in h.parameters()) == K * E                # no bias (docs/network.md §1.4)
     assert build_head("softmax", E, K).final_margin is None
     oc = build_head("ocsoftmax", E, K)
     assert oc.final_margin is None and (oc.alpha, oc.m_pos, oc.m_neg, oc.negatives) == (20, 0.9, 0.2, "mean")

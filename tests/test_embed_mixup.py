@@ -1,4 +1,4 @@
-"""i-mix / l-mix helpers (NNET.md §4): the folded-Beta λ distribution against its closed-form CDF,
+"""i-mix / l-mix helpers (docs/network.md §4): the folded-Beta λ distribution against its closed-form CDF,
 reproducibility from the numpy generator alone, the mix against a literal per-sample loop, exact identity
 for π = id or λ = 1, and the mixed loss formula."""
 

@@ -1,5 +1,5 @@
-"""add-deltas, apply-cmvn-sliding, select-voiced-frames and subsample-feats (IVECTOR.md §3): hand-computed
-cases, knf.compute_deltas, and a literal per-frame reference of the sliding window."""
+"""add-deltas, apply-cmvn-sliding, select-voiced-frames and subsample-feats (docs/ivector.md §3):
+hand-computed cases, knf.compute_deltas, and a literal per-frame reference of the sliding window."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_add_deltas_matches_knf(order: int, window: int, t: int) -> None:
 
 
 def loop_cmvn(x: np.ndarray, cmn_window: int, min_window: int, center: bool, norm_vars: bool) -> np.ndarray:
-    """IVECTOR.md §3.2 literally, frame by frame, in float64."""
+    """docs/ivector.md §3.2 literally, frame by frame, in float64."""
     t_all = x.shape[0]
     x = x.astype(np.float64)
     out = np.empty_like(x)

@@ -1,10 +1,11 @@
-"""UBM maths (IVECTOR.md §4, §5, §6.3, §10.1 items 8-12): evaluators against direct formulas and scipy,
+"""UBM maths (docs/ivector.md §4, §5, §6.3, §10.1 items 8-12): evaluators against direct formulas and scipy,
 gselect against a brute-force sort, EM monotonicity, parameter recovery, Kaldi's update rules, splitting,
 the init schedule, reservoir sampling, frame posteriors against a slow numpy reference, and the Kaldi
 text-format conversion."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -189,20 +190,20 @@ def test_split_schedule_counts():
     assert split_schedule(12, 6, 4) == [6, 9, 12, 12]
 
 
-def test_train_init_follows_schedule_incl_inc_zero():
+def test_train_init_follows_schedule_incl_inc_zero(caplog):
     rng = np.random.default_rng(7)
     x = sample(rand_diag(rng, c=4, d=2), 3000, rng)
-    sizes: list[int] = []
 
-    def log(msg):
-        sizes.append(int(msg.rsplit("; ", 1)[1].split()[0]))
-    g = train_init(x, 12, 6, 4, np.random.default_rng(0), remove_low_count_gaussians=False, log=log,
-                   dtype=F64)
-    assert sizes == [6, 9, 12, 12] and g.num_gauss == 12
-    sizes.clear()
-    g = train_init(x, 16, 8, 20, np.random.default_rng(0), remove_low_count_gaussians=False, log=log,
-                   dtype=F64)
-    assert sizes == [8] * 20 and g.num_gauss == 8
+    def sizes() -> list[int]:   # the Gaussians after each init iteration, from its log line
+        out = [int(r.getMessage().rsplit("; ", 1)[1].split()[0]) for r in caplog.records
+               if r.getMessage().startswith("init iteration")]
+        caplog.clear()
+        return out
+    with caplog.at_level(logging.INFO, logger="sslsv.ivector.gmm"):
+        g = train_init(x, 12, 6, 4, np.random.default_rng(0), remove_low_count_gaussians=False, dtype=F64)
+        assert sizes() == [6, 9, 12, 12] and g.num_gauss == 12
+        g = train_init(x, 16, 8, 20, np.random.default_rng(0), remove_low_count_gaussians=False, dtype=F64)
+        assert sizes() == [8] * 20 and g.num_gauss == 8
 
 
 def test_split_perturbs_heaviest_first_index_on_ties():

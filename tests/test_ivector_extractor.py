@@ -1,4 +1,4 @@
-"""The i-vector extractor (IVECTOR.md §6) against brute-force references, properties and known models:
+"""The i-vector extractor (docs/ivector.md §6) against brute-force references, properties and known models:
 statistics vs a slow loop, the E-step vs the frame-level objective (incl. finite differences), auxf
 monotonicity, the M-step pieces (quadratic solve, variance floor, prior transform), recovery of a known
 total-variability model, extraction, and the file formats."""

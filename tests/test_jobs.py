@@ -434,7 +434,9 @@ def test_slurm_maps_options_and_writes_logs(tmp_path: Path, slurm_env: dict[str,
     for i in (1, 2, 3):
         ls = lines(tmp_path / f"exp/log/mfcc.{i}.log")
         assert ls[0] == f"# echo task {i} | tr a-z A-Z" and ls[3] == f"TASK {i}"
-        assert ls[-2].endswith("threads=2") and FOOTER_RE.match(ls[-1])
+        # the user's OMP_NUM_THREADS (3, exported with the task) wins over --num-threads 2, and the
+        # footer records what the job ran with
+        assert ls[-2].endswith("threads=3") and FOOTER_RE.match(ls[-1])
         assert f"job 4242 (4242_{i})" in (tmp_path / f"exp/log/q/mfcc-{i}.out").read_text()
     # gpu 0 (the default) adds nothing; a single job is not an array
     r = run([SLURM, "exp/log/one.log", "true"], tmp_path, env=slurm_env)

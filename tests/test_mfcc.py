@@ -1,5 +1,5 @@
 """MFCC: kaldi-native-fbank (through our Kaldi option mapping) against an independent float64 numpy
-implementation of IVECTOR.md §1, frame counts in both snip modes, option-file parsing, and the
+implementation of docs/ivector.md §1, frame counts in both snip modes, option-file parsing, and the
 per-utterance checks of the MFCC job (sample rate, too-short audio) that name wav.scp lines."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ EPS = float(np.finfo(np.float32).eps)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Independent reference, written from IVECTOR.md §1 (float64, vectorised over frames)
+# Independent reference, written from docs/ivector.md §1 (float64, vectorised over frames)
 
 def ref_num_frames(n: int, fs: float, shift_ms: float, len_ms: float, snip: bool) -> int:
     shift, length = int(fs * 0.001 * shift_ms), int(fs * 0.001 * len_ms)
@@ -158,7 +158,7 @@ def test_knf_matches_numpy_reference(name: str, speech: np.ndarray) -> None:
     assert got.shape[0] == num_frames(len(x), cfg)
     diff = np.abs(got - ref).max()
     scale = np.abs(ref).max()
-    # float32 rounding, amplified up to 12x by the lifter: IVECTOR.md reports ~1e-4 on a 3 s signal.
+    # float32 rounding, amplified up to 12x by the lifter: docs/ivector.md reports ~1e-4 on a 3 s signal.
     # On this real utterance the 24-ceps configs stay below 4e-4 (rel. 5e-6); 40 ceps without energy
     # (c0 a sum of 40 log-mels, up to ~130) reaches 1.3e-3 (rel. 1e-5).
     print(f"{name}: T={got.shape[0]} max|knf-ref|={diff:.2e} rel={diff / scale:.2e}")
@@ -523,7 +523,7 @@ def test_bad_inputs_name_wav_scp_line(tmp_path: Path, speech_audio: SpeechAudio)
 
 
 def ref_compress_roundtrip(m: np.ndarray) -> np.ndarray:
-    """Kaldi's CompressedMatrix "speech feature" method (IVECTOR.md §1.9), encode then decode."""
+    """Kaldi's CompressedMatrix "speech feature" method (docs/ivector.md §1.9), encode then decode."""
     m = m.astype(np.float32)
     lo, hi = float(m.min()), float(m.max())
     rng = hi - lo if hi > lo else 1.0 + abs(lo)

@@ -1,4 +1,4 @@
-"""Embedding scoring (NNET.md §6.4-6.5): speaker means, AS-norm / S-norm against literal per-trial
+"""Embedding scoring (docs/network.md §6.4-6.5): speaker means, AS-norm / S-norm against literal per-trial
 loops, mean-subtraction invariance of the cosine back end, and steps/score_trials.sh end to end."""
 
 from __future__ import annotations

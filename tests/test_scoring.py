@@ -1,4 +1,4 @@
-"""EER / minDCF with Kaldi's definitions (IVECTOR.md §8): hand-computed toy sets, literal transcriptions
+"""EER / minDCF with Kaldi's definitions (docs/ivector.md §8): hand-computed toy sets, literal transcriptions
 of compute-eer's loop and compute_min_dcf.py, scikit-learn's ROC; trials/scores IO and the CLIs."""
 
 from __future__ import annotations

@@ -200,8 +200,12 @@ def test_seed_determinism(model: SimModel, tmp_path: Path) -> None:
     b = sample(model, 80, 25, 5, 0.5, tail=0.5, seed=7)
     for f in ("vectors", "views", "utts", "speakers", "sessions", "session_ids"):
         assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    # Smaller blocks draw the same numbers; the float32 products agree to rounding only (BLAS may sum a
+    # 97-row block in another order than a 2,000-row one, depending on the CPU's kernels).
     small_chunks = sample(model, 80, 25, 5, 0.5, tail=0.5, seed=7, chunk=97)
-    assert np.array_equal(small_chunks.vectors, a.vectors) and np.array_equal(small_chunks.views, a.views)
+    np.testing.assert_allclose(small_chunks.vectors, a.vectors, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(small_chunks.views, a.views, rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(small_chunks.vectors[:100], sample(model, 80, 25, 5, 0.5, seed=8).vectors[:100])
     no_views = sample(model, 80, 25, 5, 0.5, tail=0.5, seed=7, views=False)
     assert np.array_equal(no_views.vectors, a.vectors)    # clean vectors do not depend on the views
     other = sample(model, 80, 25, 5, 0.5, tail=0.5, seed=8)

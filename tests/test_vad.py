@@ -1,4 +1,4 @@
-"""Energy VAD (Kaldi compute-vad, IVECTOR.md §2): hand-computed cases, a literal per-frame loop
+"""Energy VAD (Kaldi compute-vad, docs/ivector.md §2): hand-computed cases, a literal per-frame loop
 reference, and the recipe's config on real speech."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def loop_vad(energy: np.ndarray, cfg: VadConfig) -> np.ndarray:
-    """IVECTOR.md §2 written literally, one frame at a time (float32 as Kaldi)."""
+    """docs/ivector.md §2 written literally, one frame at a time (float32 as Kaldi)."""
     e = energy.astype(np.float32)
     t = len(e)
     thr = np.float32(cfg.vad_energy_threshold)

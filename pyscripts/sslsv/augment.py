@@ -45,9 +45,9 @@ copy's type and the source utterance id, so the number of jobs does not change t
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +60,8 @@ from scipy.signal import fftconvolve
 from . import stamp
 from .audio import read_audio
 from .tables import DataError, atomic_path, c_sorted, read_map, read_scp, write_lines
+
+log = logging.getLogger(__name__)
 
 INT16_PEAK = 32767.0
 NOISE_KINDS = ("white", "pink", "brown")
@@ -341,10 +343,6 @@ class AugJobResult:
     reused: bool = False
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def augment_utterance(utt: str, x: np.ndarray, rate: int, aug: str, opts: AugOptions,
                       utts: Sequence[str], load) -> tuple[np.ndarray, str]:
     """One augmented copy of ``x`` (type ``noise``/``babble``/``reverb`` or ``sp<F>``); ``load(utt)``
@@ -384,7 +382,7 @@ def augment_job(wav_scp: str | os.PathLike, utt2spk: str | os.PathLike, audio_di
     sopts = f"{opts.describe()} job={job} nj={nj} audio_dir={audio_dir} out={out_prefix}"
     inputs = [str(wav_scp), str(utt2spk)]
     if done_stamp is not None and all(p.is_file() for p in outs) and stamp.is_done(done_stamp, inputs, sopts):
-        _log(f"augment_job: job {job} is up to date ({done_stamp}); nothing to do")
+        log.info(f"augment_job: job {job} is up to date ({done_stamp}); nothing to do")
         return AugJobResult(reused=True)
     for t in opts.types:
         if t not in AUG_TYPES:
@@ -433,9 +431,9 @@ def augment_job(wav_scp: str | os.PathLike, utt2spk: str | os.PathLike, audio_di
             rows["utt2dur"].append(f"{new} {y.size / rate:.6g}")
             rows["utt2uniq"].append(f"{new} {utt}")
             if verbose:
-                _log(f"{new}: {desc}")
+                log.info(f"{new}: {desc}")
         if time.monotonic() - last > 30:
-            _log(f"augment_job: {i}/{len(mine)} utterances")
+            log.info(f"augment_job: {i}/{len(mine)} utterances")
             last = time.monotonic()
     for t, p in zip(tables, outs, strict=True):
         write_lines(p, rows[t])
@@ -443,6 +441,6 @@ def augment_job(wav_scp: str | os.PathLike, utt2spk: str | os.PathLike, audio_di
         stamp.mark_done(done_stamp, inputs, sopts)
     summary = ", ".join(f"{a}: {res.copies[a]} ({res.audio_s[a]:.1f} s audio, {res.cpu_s[a]:.1f} CPU s)"
                         for a in augs)
-    _log(f"augment_job: job {job}/{nj}: wrote {len(mine) * len(augs)} copies of {len(mine)} utterances "
+    log.info(f"augment_job: job {job}/{nj}: wrote {len(mine) * len(augs)} copies of {len(mine)} utterances "
          f"under {audio_dir}; {summary}")
     return res

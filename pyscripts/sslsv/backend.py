@@ -1,5 +1,5 @@
 """Back end for utterance-level vectors (i-vectors or network embeddings), as Kaldi's
-``egs/voxceleb/v1`` stages 5-6 (IVECTOR.md §7): global mean, LDA, length normalisation, the
+``egs/voxceleb/v1`` stages 5-6 (docs/ivector.md §7): global mean, LDA, length normalisation, the
 two-covariance PLDA (EM training, smoothing, transform, log-likelihood-ratio scoring) and cosine
 scoring.
 
@@ -27,15 +27,31 @@ Kaldi's text ``<Plda> [mean] [transform] [psi] </Plda>``, readable by ``ivector-
 
 from __future__ import annotations
 
+import argparse
 import io
+import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .config import section
 from .tables import DataError, atomic_path, read_scp
+
+# The supervised back end's options (the ``backend`` section of conf/ivector.yaml; these defaults apply
+# to keys the file does not set, and the scoring script's command line overrides both).
+BACKEND_DEFAULTS: dict[str, Any] = {"lda_dim": 64, "plda_iters": 10, "smoothing": 0.0}
+
+log = logging.getLogger(__name__)
+
+
+def backend_options(config: str | os.PathLike | None) -> dict[str, Any]:
+    """The ``backend`` section of ``config`` over :data:`BACKEND_DEFAULTS` (unknown keys are errors)."""
+    return section(config, "backend", BACKEND_DEFAULTS)
 
 _CHUNK = 1 << 14  # trials per scoring chunk: 16384 x dim x 8 bytes per gathered side
 
@@ -217,7 +233,7 @@ def length_norm(x: np.ndarray, scaleup: bool = True) -> np.ndarray:
 # --------------------------------------------------------------------------- LDA
 
 class Lda:
-    """``ivector-compute-lda`` (IVECTOR.md §7.2): ``matrix`` is the affine ``[A | −Aμ]``."""
+    """``ivector-compute-lda`` (docs/ivector.md §7.2): ``matrix`` is the affine ``[A | −Aμ]``."""
 
     def __init__(self, matrix: np.ndarray | None = None) -> None:
         self.matrix = None if matrix is None else np.atleast_2d(np.asarray(matrix, dtype=np.float64))
@@ -301,7 +317,7 @@ class Lda:
 # --------------------------------------------------------------------------- PLDA
 
 class Plda:
-    """Kaldi's two-covariance PLDA (``ivector-compute-plda``, IVECTOR.md §7.4-7.6).
+    """Kaldi's two-covariance PLDA (``ivector-compute-plda``, docs/ivector.md §7.4-7.6).
 
     After :meth:`fit`, ``between``/``within`` hold Φ_b/Φ_w, ``objective`` the per-sample objective
     before each EM iteration and after the last; ``mean``, ``transform``, ``psi``, ``offset`` are the
@@ -337,7 +353,7 @@ class Plda:
     @staticmethod
     def objf(between: np.ndarray, within: np.ndarray, counts: np.ndarray, mtil: np.ndarray,
              s_w: np.ndarray) -> float:
-        """Per-sample log-likelihood of the training data under (Φ_b, Φ_w) (IVECTOR.md §7.4)."""
+        """Per-sample log-likelihood of the training data under (Φ_b, Φ_w) (docs/ivector.md §7.4)."""
         n, k = int(counts.sum()), len(counts)
         d = within.shape[0]
         l2pi = math.log(2 * math.pi)
@@ -353,8 +369,7 @@ class Plda:
             part2 += float(np.sum(-0.5 * (logdet + d * l2pi + quad)))
         return float((part1 + part2) / n)
 
-    def fit(self, x: np.ndarray, spk: Sequence[str] | np.ndarray, num_iters: int = 10,
-            log: Callable[[str], None] | None = None) -> Plda:
+    def fit(self, x: np.ndarray, spk: Sequence[str] | np.ndarray, num_iters: int = 10) -> Plda:
         """EM for Φ_b, Φ_w from Φ_b = Φ_w = I (``PldaEstimator``), then the scoring model.
 
         Speakers with one utterance take part (between-class statistics only). Per iteration, for
@@ -376,9 +391,8 @@ class Plda:
         self.objective = []
         for it in range(num_iters):
             self.objective.append(self.objf(between, within, counts, mtil, s_w))
-            if log:
-                log(f"PLDA EM iteration {it + 1}/{num_iters}: objective per sample "
-                    f"{self.objective[-1]:.6f}")
+            log.info(f"PLDA EM iteration {it + 1}/{num_iters}: objective per sample "
+                     f"{self.objective[-1]:.6f}")
             b_inv = np.linalg.inv(between)
             w_inv = np.linalg.inv(within)
             bstat = np.zeros((d, d))
@@ -395,8 +409,7 @@ class Plda:
             within = _sym(wstat / n)
             between = _sym(bstat / k)
         self.objective.append(self.objf(between, within, counts, mtil, s_w))
-        if log:
-            log(f"PLDA after {num_iters} iterations: objective per sample {self.objective[-1]:.6f}")
+        log.info(f"PLDA after {num_iters} iterations: objective per sample {self.objective[-1]:.6f}")
         self.between, self.within = between, within
         self._set_output(m, between, within)
         return self
@@ -544,3 +557,23 @@ def score_pairs(vectors: np.ndarray, enroll_idx: np.ndarray, test_idx: np.ndarra
         b = min(a + chunk, len(out))
         out[a:b] = fn(vectors[enroll_idx[a:b]], vectors[test_idx[a:b]])
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m sslsv.backend options CONFIG``: print ``lda_dim plda_iters smoothing`` of the
+    config's ``backend`` section (the defaults of steps/score_plda.sh)."""
+    ap = argparse.ArgumentParser(prog="python3 -m sslsv.backend")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("options", help="print lda_dim plda_iters smoothing").add_argument("config")
+    a = ap.parse_args(argv)
+    try:
+        o = backend_options(a.config)
+    except DataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    print(*(o[k] for k in BACKEND_DEFAULTS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

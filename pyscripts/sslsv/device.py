@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from .tables import DataError
@@ -29,3 +31,21 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise DataError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m sslsv.device DEVICE``: exit 0 when this machine has the device, else print why."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python3 -m sslsv.device auto|cpu|cuda|cuda:N", file=sys.stderr)
+        return 2
+    try:
+        resolve_device(args[0])
+    except DataError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,12 +1,12 @@
-"""Embedding scoring helpers (NNET.md §6.4-6.5): mean-subtracted cosine and adaptive symmetric score
+"""Embedding scoring helpers (docs/network.md §6.4-6.5): mean-subtracted cosine and adaptive symmetric score
 normalisation (AS-norm) against a cohort of (pseudo-)speaker means.
 
 Conventions: every vector passed to :func:`cohort_stats` and :func:`adaptive_snorm` has already had the
 training mean μ subtracted and been scaled to unit length (:func:`center_normalize`), so a dot product
 is the cosine score ``cos(e_a − μ, e_b − μ)``.
 
-AS-norm (NNET.md §6.5, after WeSpeaker): for every enrolment or test vector x, the cosines to all cohort
-vectors are computed, the ``top_n`` highest kept, and μ_x, σ_x (population std, ddof 0) taken over
+AS-norm (docs/network.md §6.5, after WeSpeaker): for every enrolment or test vector x, the cosines to all
+cohort vectors are computed, the ``top_n`` highest kept, and μ_x, σ_x (population std, ddof 0) taken over
 them; a trial with raw cosine s scores ``½[(s − μ_e)/σ_e + (s − μ_t)/σ_t]``. ``top_n ≥ cohort size``
 is plain S-norm. The statistics are computed once per distinct vector (not per trial): one
 (rows × cohort) matrix product per chunk of rows, then ``np.partition`` for the top N.

@@ -5,9 +5,9 @@ i-vector baseline and the embedding stages share.
   ``<enroll> <test> <score>`` lines, written with 6 significant digits as Kaldi's
   ``ivector-plda-scoring`` writes them (C++ default stream precision).
 * :func:`compute_eer` is the exact loop of Kaldi's ``compute-eer`` (a coarse, asymmetric
-  approximation with resolution 1/N_target: IVECTOR.md §8.1); it compares in float32, because
+  approximation with resolution 1/N_target: docs/ivector.md §8.1); it compares in float32, because
   ``compute-eer`` reads the scores as ``BaseFloat``.
-* :func:`compute_min_dcf` is Kaldi's ``sid/compute_min_dcf.py`` (IVECTOR.md §8.2): scores sorted
+* :func:`compute_min_dcf` is Kaldi's ``sid/compute_min_dcf.py`` (docs/ivector.md §8.2): scores sorted
   ascending with a stable sort (ties keep trial order), the trial at the threshold counts as rejected,
   the "accept everything" point is never evaluated, the first minimum wins, normalised by
   ``min(c_miss p_t, c_fa (1 − p_t))``. Vectorised (cumulative sums), float64 as Python floats.
@@ -22,9 +22,11 @@ description (``label``, ``backend``, options, input files).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -144,7 +146,7 @@ def compute_eer(target_scores: Sequence[float] | np.ndarray, nontarget_scores: S
                 ) -> tuple[float, float]:
     """Kaldi ``compute-eer``: ``(eer, threshold)``, the EER as a fraction.
 
-    Literally (IVECTOR.md §8.1), with both lists sorted ascending::
+    Literally (docs/ivector.md §8.1), with both lists sorted ascending::
 
         p = 0
         while p + 1 < Nt:
@@ -171,7 +173,7 @@ def compute_eer(target_scores: Sequence[float] | np.ndarray, nontarget_scores: S
 
 def compute_min_dcf(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray,
                     p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> tuple[float, float]:
-    """Kaldi ``sid/compute_min_dcf.py``: ``(min_dcf, threshold)`` (IVECTOR.md §8.2).
+    """Kaldi ``sid/compute_min_dcf.py``: ``(min_dcf, threshold)`` (docs/ivector.md §8.2).
 
     After a stable ascending sort, at each position i (threshold = score[i], the trial at i rejected):
     ``FNR_i = #targets in 0..i / #targets``, ``FPR_i = 1 − #nontargets in 0..i / #nontargets``,
@@ -238,3 +240,22 @@ def write_result(path: str | os.PathLike, result: Mapping) -> None:
     """Write ``result`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(dict(result), indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m sslsv.scoring summary RESULT [KEY ...]``: the summary line of a ``result.json``
+    (of its ``KEY`` sections, one line each, when the file holds several, e.g. ``cosine asnorm``)."""
+    ap = argparse.ArgumentParser(prog="python3 -m sslsv.scoring")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("summary", help="print the summary line(s) of a result.json")
+    p.add_argument("result")
+    p.add_argument("keys", nargs="*", help="sections of the file to summarise (default: the file)")
+    a = ap.parse_args(argv)
+    r = json.loads(Path(a.result).read_text(encoding="utf-8"))
+    for part in [r[k] for k in a.keys] if a.keys else [r]:
+        print(summary_line(part, part.get("label")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -347,8 +347,9 @@ def sample(model: SimModel, num_speakers: int = VOX2["num_speakers"],
     """Sample a corpus from ``model`` (module docstring). ``min_utts`` defaults to min(10, ⌊U⌋).
     Deterministic for ``seed``: counts, speakers, sessions, utterances and each view type draw from
     their own streams of ``np.random.SeedSequence(seed)``, so the clean vectors do not depend on
-    ``views``. Vectorised; Gaussian draws in blocks of ``chunk`` utterances (the values do not depend on
-    ``chunk``: numpy's generator fills blocks from one sequential stream; a test checks it)."""
+    ``views``. Vectorised; Gaussian draws in blocks of ``chunk`` utterances (the draws do not depend on
+    ``chunk``: numpy's generator fills blocks from one sequential stream; the float32 products do only to
+    rounding, as BLAS may order a block's sums by its size; a test checks both)."""
     if min_utts is None:
         min_utts = default_min_utts(utts_per_speaker, min_sessions)
     check_sample_args(num_speakers, utts_per_speaker, sessions_per_speaker, session_share, tail,

@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import os
 import shlex
-import sys
 from pathlib import Path
 
 from .tables import atomic_path
@@ -103,21 +102,43 @@ def mark_done(stamp: str | os.PathLike, inputs: list[str | os.PathLike], options
         Path(tmp).write_text(fingerprint(inputs, options) + "\n")
 
 
+def scp_archives(scp_files: list[str | os.PathLike]) -> list[str]:
+    """The distinct archive files that the entries of ``scp_files`` point into (``utt ark:offset``),
+    in byte order. Only existing files are listed: a missing scp file contributes nothing (its absence
+    is an input of its own), nor does an entry that is not a file (a pipe)."""
+    arks: set[str] = set()
+    for scp in map(Path, scp_files):
+        if not scp.is_file():
+            continue
+        with open(scp, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split(maxsplit=1)
+                if len(parts) == 2:
+                    value = parts[1].strip()
+                    head, sep, tail = value.rpartition(":")
+                    arks.add(head if sep and tail.isdigit() else value)
+    return sorted(a for a in arks if os.path.isfile(a))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="stamp.py",
         description="check: exit 0 if the stamp matches the inputs and options (the step is done), "
-                    "1 otherwise. write: record the stamp.")
-    ap.add_argument("action", choices=["check", "write"])
+                    "1 otherwise. write: record the stamp. fingerprint: print the fingerprint of the "
+                    "inputs and options (the first positional argument is then an input too).")
+    ap.add_argument("action", choices=["check", "write", "fingerprint"])
     ap.add_argument("stamp")
     ap.add_argument("inputs", nargs="*")
     ap.add_argument("--opts", default="", help="options string that also determines the output")
+    ap.add_argument("--archives-of", action="extend", nargs="+", default=[], metavar="SCP",
+                    help="add the archives these scp files point into to the inputs (features or "
+                         "vectors rewritten in place then change the fingerprint)")
     a = ap.parse_args(argv)
+    if a.action == "fingerprint":
+        print(fingerprint([a.stamp, *a.inputs, *scp_archives(a.archives_of)], a.opts))
+        return 0
+    inputs = [*a.inputs, *scp_archives(a.archives_of)]
     if a.action == "check":
-        return 0 if is_done(a.stamp, a.inputs, a.opts) else 1
-    mark_done(a.stamp, a.inputs, a.opts)
+        return 0 if is_done(a.stamp, inputs, a.opts) else 1
+    mark_done(a.stamp, inputs, a.opts)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

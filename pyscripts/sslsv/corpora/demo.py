@@ -27,6 +27,7 @@ repeatable mode without dither: the same seed gives byte-identical WAV files.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -49,6 +50,7 @@ MIN_DUR = 2.0
 MAX_DUR = 6.0
 VERSION = "demo-corpus-1"  # bump when the synthesis changes, so stamps of older builds are invalid
 TOOLS = ("sox", "flite", "espeak-ng")
+log = logging.getLogger(__name__)
 INSTALL_HINT = ("install them with your package manager, e.g. 'sudo apt-get install sox flite espeak-ng' "
                 "(Debian/Ubuntu), 'sudo dnf install sox flite espeak-ng' (Fedora) or "
                 "'conda install -c conda-forge sox espeak-ng', or run utils/setup_env.sh sox flite espeak-ng")
@@ -412,7 +414,7 @@ def describe_speaker(s: Speaker) -> str:
 
 def build_demo_corpus(audio_dir: str | os.PathLike, data_root: str | os.PathLike, num_train_spk: int = 48,
                       num_test_spk: int = 12, utts_per_spk: int = 16, seed: int = 0,
-                      nj: int | None = None, log: Callable[[str], None] = print, name: str = "demo") -> bool:
+                      nj: int | None = None, name: str = "demo") -> bool:
     """Synthesise the corpus into ``audio_dir`` and write ``<data_root>/<name>_{train,test}`` (+ trials).
 
     Skipped when the stamp in ``audio_dir`` matches the options and the outputs; returns whether it
@@ -432,7 +434,7 @@ def build_demo_corpus(audio_dir: str | os.PathLike, data_root: str | os.PathLike
     opts = f"{plan_id} audio={audio_dir} data={data_root.resolve()}"
     stamp = audio_dir / f".demo_corpus.{name}.done"
     if is_done(stamp, outputs, opts):
-        log(f"make_demo_corpus: {train_dir} and {test_dir} are up to date (stamp {stamp}); skipping")
+        log.info(f"make_demo_corpus: {train_dir} and {test_dir} are up to date (stamp {stamp}); skipping")
         return False
 
     t0 = time.time()
@@ -454,7 +456,7 @@ def build_demo_corpus(audio_dir: str | os.PathLike, data_root: str | os.PathLike
     noises = {k: np.frombuffer(_run(noise_command(k), where=k), dtype="<f4") for k in NOISES}
     todo = [u for u in plan.utterances if not (audio_dir / f"{u.utt}.wav").is_file()]
     nj = max(1, nj or os.cpu_count() or 1)
-    log(f"make_demo_corpus: {len(plan.speakers)} speakers x {utts_per_spk} utterances; synthesising "
+    log.info(f"make_demo_corpus: {len(plan.speakers)} speakers x {utts_per_spk} utterances; synthesising "
         f"{len(todo)} ({len(plan.utterances) - len(todo)} already done) with {nj} jobs into {audio_dir}")
     from tqdm import tqdm
 
@@ -487,7 +489,7 @@ def build_demo_corpus(audio_dir: str | os.PathLike, data_root: str | os.PathLike
     write_trials(test_dir / "trials", make_trials(test_utt2spk))
     mark_done(stamp, outputs, opts)
     durs = np.array(list(utt2dur.values()))
-    log(f"make_demo_corpus: wrote {train_dir} ({len(plan.train)} speakers) and {test_dir} "
+    log.info(f"make_demo_corpus: wrote {train_dir} ({len(plan.train)} speakers) and {test_dir} "
         f"({len(plan.test)} speakers, trials); {len(durs)} utterances, {durs.sum() / 60:.1f} min, "
         f"{durs.min():.2f}-{durs.max():.2f} s, in {time.time() - t0:.1f} s")
     return True

@@ -4,8 +4,8 @@ kill redoes only the jobs that had not finished, and writes byte-identical archi
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +21,7 @@ from .kaldi_options import MfccConfig, VadConfig, format_options
 from .mfcc import compute_mfcc, frame_length_samples
 from .vad import compute_vad
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def scp_locations(scp: str | os.PathLike, source_scp: str | os.PathLike | None = None
@@ -74,7 +72,7 @@ def mfcc_job(wav_scp: str | os.PathLike, cfg: MfccConfig, ark: str | os.PathLike
                                            *map(str, outputs)])
     inputs = [str(wav_scp), *stamp_inputs]
     if done_stamp is not None and _outputs_exist(outputs) and stamp.is_done(done_stamp, inputs, opts):
-        _log(f"mfcc_job: {scp} is up to date ({done_stamp}); nothing to do")
+        log.info(f"mfcc_job: {scp} is up to date ({done_stamp}); nothing to do")
         return JobResult(reused=True)
     t_cpu = time.process_time()
     entries = scp_locations(wav_scp, source_scp)
@@ -82,7 +80,7 @@ def mfcc_job(wav_scp: str | os.PathLike, cfg: MfccConfig, ark: str | os.PathLike
 
     def too_short(n: int, rate: int, where: str, utt: str) -> bool:
         if n / rate < cfg.min_duration:         # Kaldi warns and skips these
-            _log(f"WARNING: {where}: utterance {utt}: {n / rate:.3f} s is shorter than "
+            log.warning(f"{where}: utterance {utt}: {n / rate:.3f} s is shorter than "
                  f"--min-duration={cfg.min_duration:g}; skipped")
             return True
         if n * cfg.sample_frequency / rate >= min_samples:
@@ -90,7 +88,7 @@ def mfcc_job(wav_scp: str | os.PathLike, cfg: MfccConfig, ark: str | os.PathLike
         why = (f"{n} samples ({n / rate:.3f} s) is shorter than one {cfg.frame_length:g} ms frame "
                f"({min_samples} samples)")
         if skip_short:
-            _log(f"WARNING: {where}: utterance {utt}: {why}; skipped")
+            log.warning(f"{where}: utterance {utt}: {why}; skipped")
             return True
         raise DataError(f"{where}: utterance {utt}: {why} (use --skip-short true to drop it)")
 
@@ -136,7 +134,7 @@ def mfcc_job(wav_scp: str | os.PathLike, cfg: MfccConfig, ark: str | os.PathLike
             res.frames += feats.shape[0]
             res.audio_s += len(x) / rate
             if time.monotonic() - last > 30:
-                _log(f"mfcc_job: {i}/{len(entries)} utterances")
+                log.info(f"mfcc_job: {i}/{len(entries)} utterances")
                 last = time.monotonic()
         if utt2num_frames is not None:
             write_lines(utt2num_frames, n2f)
@@ -145,7 +143,7 @@ def mfcc_job(wav_scp: str | os.PathLike, cfg: MfccConfig, ark: str | os.PathLike
     res.cpu_s = time.process_time() - t_cpu
     if done_stamp is not None:
         stamp.mark_done(done_stamp, inputs, opts)
-    _log(f"mfcc_job: wrote {res.written} utterances ({res.frames} frames, {res.audio_s:.1f} s of audio) "
+    log.info(f"mfcc_job: wrote {res.written} utterances ({res.frames} frames, {res.audio_s:.1f} s of audio) "
          f"to {ark}; skipped {res.skipped}; {res.cpu_s:.1f} CPU s")
     return res
 
@@ -163,7 +161,7 @@ def vad_job(feats_scp: str | os.PathLike, cfg: VadConfig, ark: str | os.PathLike
     arks = sorted({v.rsplit(":", 1)[0] for _, v, _ in entries if not v.rstrip().endswith("|")})
     inputs = [str(feats_scp), *stamp_inputs, *arks]
     if done_stamp is not None and _outputs_exist(outputs) and stamp.is_done(done_stamp, inputs, opts):
-        _log(f"vad_job: {scp} is up to date ({done_stamp}); nothing to do")
+        log.info(f"vad_job: {scp} is up to date ({done_stamp}); nothing to do")
         return JobResult(reused=True)
     res = JobResult()
     unvoiced = 0
@@ -177,7 +175,7 @@ def vad_job(feats_scp: str | os.PathLike, cfg: VadConfig, ark: str | os.PathLike
             nv = int(vad.sum())
             if nv == 0:
                 unvoiced += 1
-                _log(f"WARNING: {where}: utterance {utt} has no voiced frames")
+                log.warning(f"{where}: utterance {utt} has no voiced frames")
                 if cfg.omit_unvoiced_utts:
                     res.skipped += 1
                     continue
@@ -191,6 +189,6 @@ def vad_job(feats_scp: str | os.PathLike, cfg: VadConfig, ark: str | os.PathLike
     if done_stamp is not None:
         stamp.mark_done(done_stamp, inputs, opts)
     frac = res.voiced / res.frames if res.frames else 0.0
-    _log(f"vad_job: wrote {res.written} VAD vectors to {ark}: {res.voiced} of {res.frames} frames voiced "
+    log.info(f"vad_job: wrote {res.written} VAD vectors to {ark}: {res.voiced} of {res.frames} frames voiced "
          f"({100 * frac:.1f} %); {unvoiced} utterances without voiced frames")
     return res

@@ -1,4 +1,4 @@
-"""Kaldi's i-vector extractor (augmented total-variability model, IVECTOR.md §6): initialisation from a
+"""Kaldi's i-vector extractor (augmented total-variability model, docs/ivector.md §6): initialisation from a
 full UBM, the batched E-step, the auxiliary function, training accumulators, the M-step (projections,
 floored covariances, minimum-divergence prior with diagonalisation) and i-vector extraction.
 

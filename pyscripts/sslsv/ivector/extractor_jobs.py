@@ -21,9 +21,9 @@ About 12 bytes per surviving entry (typically 2–4 per frame after pruning at 0
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,14 +41,7 @@ from .posteriors import PosteriorError, UbmPosteriors
 from .stats import SparsePost, batch_stats, sparsify
 
 POST_FORMAT = "sslsv-sparse-posteriors-1"
-
-def _warn(msg: str) -> None:
-    print(f"WARNING: {msg}", file=sys.stderr, flush=True)
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
+log = logging.getLogger(__name__)
 
 def compute_posteriors(ubm: FullGmm, data_dir: str | os.PathLike, opts: FrameOptions,
                        out: str | os.PathLike, num_gselect: int = 20, min_post: float = 0.025,
@@ -63,7 +56,7 @@ def compute_posteriors(ubm: FullGmm, data_dir: str | os.PathLike, opts: FrameOpt
         try:
             idx, post = comp(x)
         except PosteriorError as e:
-            _warn(f"{utt}: {e}")
+            log.warning(f"{utt}: {e}")
             continue
         t, g, p = sparsify(idx, post)
         names.append(utt)
@@ -148,7 +141,7 @@ def estimate(model: str | os.PathLike, accs: list[str | os.PathLike], out: str |
     new, info = total.update(ie, gaussian_min_count=gaussian_min_count,
                              variance_floor_factor=variance_floor_factor)
     for n in info.notes:
-        _warn(n)
+        log.warning(n)
     new.save(out)
     return log_update(it, info, ie.auxf)
 
@@ -165,7 +158,7 @@ def train_in_process(directory: str | os.PathLike, data_dir: str | os.PathLike, 
         raise DataError(f"{d}/0.ie: no initial model")
     start = max(k for k in range(num_iters + 1) if all(j in done for j in range(k + 1)))
     if start:
-        _log(f"resuming from {d}/{start}.ie")
+        log.info(f"resuming from {d}/{start}.ie")
     posts = load_posteriors(post_file)
     ie = IvectorExtractor.load(d / f"{start}.ie", device)
     for it in range(start, num_iters):
@@ -175,9 +168,9 @@ def train_in_process(directory: str | os.PathLike, data_dir: str | os.PathLike, 
         ie, info = acc.update(ie, gaussian_min_count=gaussian_min_count,
                               variance_floor_factor=variance_floor_factor)
         for n in info.notes:
-            _warn(n)
+            log.warning(n)
         ie.save(d / f"{it + 1}.ie")
-        print(log_update(it, info, prev) + f" [{time.time() - t0:.1f} s]", flush=True)
+        log.info(log_update(it, info, prev) + f" [{time.time() - t0:.1f} s]")
 
 
 def extract(ie: IvectorExtractor, ubm: FullGmm, data_dir: str | os.PathLike, opts: FrameOptions,
@@ -208,7 +201,7 @@ def extract(ie: IvectorExtractor, ubm: FullGmm, data_dir: str | os.PathLike, opt
                 try:
                     idx, post = comp(x)
                 except PosteriorError as e:
-                    _warn(f"{utt}: {e}")
+                    log.warning(f"{utt}: {e}")
                     continue
                 batch.append((utt, x, sparsify(idx, post)))
                 if len(batch) == batch_size:
@@ -238,7 +231,7 @@ def speaker_ivectors(ivector_scp: str | os.PathLike, utt2spk: str | os.PathLike,
             for spk in c_sorted(groups):
                 have = [vecs[u] for u in groups[spk] if u in vecs]
                 if not have:
-                    _warn(f"speaker {spk}: no i-vectors")
+                    log.warning(f"speaker {spk}: no i-vectors")
                     continue
                 dim = have[0].shape[0]
                 normed = [v * (math.sqrt(dim) / np.linalg.norm(v)) if np.linalg.norm(v) > 0 else v

@@ -1,4 +1,4 @@
-"""Frame features of Kaldi's sid scripts (IVECTOR.md §3), per utterance:
+"""Frame features of Kaldi's sid scripts (docs/ivector.md §3), per utterance:
 
     add-deltas --delta-window=3 --delta-order=2   (all frames)
     apply-cmvn-sliding --norm-vars=false --center=true --cmn-window=300   (all frames)
@@ -13,8 +13,8 @@ Kaldi's scripts do with ``delta_opts``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ import yaml
 from ..config import section
 from ..features import add_deltas, apply_cmvn_sliding, select_voiced_frames, subsample_feats
 from ..tables import DataError, atomic_path, c_sorted, read_scp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,10 +87,6 @@ def sid_frames(feats: np.ndarray, vad: np.ndarray, opts: FrameOptions, where: st
     return np.ascontiguousarray(select_voiced_frames(x, vad, where), dtype=np.float32)
 
 
-def _warn(msg: str) -> None:
-    print(f"WARNING: {msg}", file=sys.stderr, flush=True)
-
-
 def iter_frames(data_dir: str | os.PathLike, opts: FrameOptions, subsample: int = 1,
                 utts: list[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, frames)`` for the utterances of ``data_dir`` (``feats.scp`` + ``vad.scp``) in C order.
@@ -125,7 +123,7 @@ def iter_frames(data_dir: str | os.PathLike, opts: FrameOptions, subsample: int 
             raise DataError(f"{vad_scp}: cannot read the VAD of {utt!r} ({vads[utt]}): {e}") from e
         x = sid_frames(mat, vad, opts, where=f"{vad_scp}: {utt}")
         if x.shape[0] == 0:
-            _warn(f"{utt}: no voiced frames; skipping it")
+            log.warning(f"{utt}: no voiced frames; skipping it")
             continue
         if subsample > 1:
             x = subsample_feats(x, subsample)

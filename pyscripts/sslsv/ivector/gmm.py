@@ -1,4 +1,4 @@
-"""Diagonal and full-covariance GMMs (UBMs) as Kaldi trains them (IVECTOR.md §4, §5): models, torch
+"""Diagonal and full-covariance GMMs (UBMs) as Kaldi trains them (docs/ivector.md §4, §5): models, torch
 log-likelihood evaluators, Gaussian selection, EM statistics, Kaldi's M-steps, splitting and the
 in-memory initialisation of ``gmm-global-init-from-feats``.
 
@@ -30,6 +30,7 @@ Statistics files (``.acc``: the E-step of one data split) are ``.npz`` with ``ki
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -42,6 +43,8 @@ import torch
 from ..tables import DataError, atomic_path
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,7 +219,7 @@ def quad_features(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
 
 class FullLoglik:
     """Per-component log-likelihoods of a full-covariance GMM (weights included) with the quadratic-feature
-    trick of IVECTOR.md §10.3: ``ℓ = g + φ(x) @ Wᵀ`` where ``φ(x) = [x, vech(xxᵀ)]`` and
+    trick of docs/ivector.md §10.3: ``ℓ = g + φ(x) @ Wᵀ`` where ``φ(x) = [x, vech(xxᵀ)]`` and
     ``W_c = [P_c μ_c, −½ vech'(P_c)]`` (off-diagonal entries doubled). Precisions, log-determinants and
     ``g_c = ln w_c − ½(D ln2π + ln|Σ_c| + μ_cᵀP_cμ_c)`` are computed once in float64 (Cholesky).
 
@@ -619,7 +622,7 @@ def split_gmm(gmm: DiagGmm, target: int, rng: np.random.Generator, perturb: floa
 
 
 def split_schedule(num_gauss: int, num_gauss_init: int, num_iters: int) -> list[int]:
-    """Component counts trained in each init iteration when nothing is removed (IVECTOR.md §4.2)."""
+    """Component counts trained in each init iteration when nothing is removed (docs/ivector.md §4.2)."""
     if num_gauss_init <= 0 or num_gauss_init > num_gauss:
         num_gauss_init = num_gauss
     half = num_iters // 2
@@ -684,13 +687,12 @@ def init_from_frames(frames: np.ndarray, num_gauss: int, rng: np.random.Generato
 def train_init(frames: np.ndarray, num_gauss: int, num_gauss_init: int, num_iters: int,
                rng: np.random.Generator, min_gaussian_weight: float = 1e-4,
                remove_low_count_gaussians: bool = True, device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32, chunk: int = 16384, log=None,
+               dtype: torch.dtype = torch.float32, chunk: int = 16384,
                init: DiagGmm | None = None) -> DiagGmm:
     """Phase A of the diagonal UBM (``gmm-global-init-from-feats``): random init with ``num_gauss_init``
     components, then ``num_iters`` EM iterations with full posteriors (MleDiagGmmUpdate with min
     occupancy 10, min variance 0.001, ``min_gaussian_weight``, removal as given) each followed by a split
-    towards the schedule ``inc = (C − C0) // (num_iters // 2)``. ``log(msg)`` receives a line per
-    iteration."""
+    towards the schedule ``inc = (C − C0) // (num_iters // 2)``. Logs a line per iteration."""
     if num_gauss_init <= 0 or num_gauss_init > num_gauss:
         num_gauss_init = num_gauss
     half = num_iters // 2
@@ -706,9 +708,8 @@ def train_init(frames: np.ndarray, num_gauss: int, num_gauss_init: int, num_iter
         st = acc.stats()
         gmm, info = mle_diag_update(gmm, st, min_gaussian_weight=min_gaussian_weight,
                                     remove_low_count_gaussians=remove_low_count_gaussians)
-        if log:
-            log(f"init iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over "
-                f"{int(st.num_frames)} frames; {info.summary()}; {gmm.num_gauss} Gaussians")
+        log.info(f"init iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over "
+                 f"{int(st.num_frames)} frames; {info.summary()}; {gmm.num_gauss} Gaussians")
         nxt = min(num_gauss, cur + inc)
         if nxt > gmm.num_gauss:
             gmm = split_gmm(gmm, nxt, rng)

@@ -1,4 +1,4 @@
-"""Frame posteriors of the full UBM for the i-vector extractor (IVECTOR.md §6.3), i.e. Kaldi's
+"""Frame posteriors of the full UBM for the i-vector extractor (docs/ivector.md §6.3), i.e. Kaldi's
 
     gmm-gselect --n=20 "fgmm-global-to-gmm final.ubm -|" | fgmm-global-gselect-to-post --min-post=0.025
       | scale-post 1.0

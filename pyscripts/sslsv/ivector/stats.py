@@ -1,4 +1,4 @@
-"""Baum–Welch statistics of utterances for the i-vector extractor (IVECTOR.md §6.4), batched over
+"""Baum–Welch statistics of utterances for the i-vector extractor (docs/ivector.md §6.4), batched over
 utterances, computed from sparse frame posteriors.
 
 Posteriors are held sparse, as Kaldi's posterior archives are: per utterance three equal-length arrays
