@@ -1,4 +1,4 @@
-"""The HDBSCAN speaker-clustering pipeline of seed 003 (a speaker-clustering README), as one estimator.
+"""The HDBSCAN pipeline of a public speaker-clustering README, as one estimator.
 
 The pipeline finds the number of speakers itself (no ``n_clusters``):
 
@@ -178,7 +178,7 @@ def split_big(X: np.ndarray, labels: np.ndarray, split_factor: float,
 @register("hdbscan")
 class HDBSCANPipeline(BaseEstimator, ClusterMixin):
     """HDBSCAN on partial sets, repeated cosine merging, splitting of big clusters with leaf HDBSCAN,
-    merging again, fitting of noise points (seed 003; the module docstring gives every step).
+    merging again, fitting of noise points (that README; the module docstring gives every step).
 
     ``min_cluster_size`` and ``min_samples`` are HDBSCAN's (``min_samples=None`` means
     ``min_cluster_size``; 1 gives the fewest noise points) and apply to the first clustering and to

@@ -1,6 +1,7 @@
 """The report's numbers, computed from :class:`~sslsv.report.collect.Results`: which system stands for a
 pseudo-label set, the margin-loss and regulariser grids, and the Pearson correlations between the
-clustering metrics and the EER (seed 001's heatmaps), for all systems and for the splits the papers use.
+clustering metrics and the EER (the CAMSAT README's heatmaps), for all systems and for the splits the
+papers use.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ HEADS = HEAD_NAMES
 REGULARISERS = MIXUPS
 REGULARISER_NAMES = {"none": "No reg.", "imix": "i-mix", "lmix": "l-mix"}
 
-# The splits of seed 001's heatmaps: (figure name, title, [(group label, predicate on the pseudo-label set)])
+# The splits of the CAMSAT README's heatmaps:
+# (figure name, title, [(group label, predicate on the pseudo-label set)])
 Split = tuple[str, str, list[tuple[str, Callable[[ClusterRun], bool]]]]
 SPLITS: list[Split] = [
     ("all_systems", "all pseudo-label systems", [("all systems", lambda c: True)]),

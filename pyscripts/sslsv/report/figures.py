@@ -1,5 +1,5 @@
-"""The report's figures (matplotlib, written atomically as PNG): seed 001's correlation heatmaps and the
-CAMSAT README's ``metrics_overtime`` curves (each metric and the number of non-empty clusters per epoch,
+"""The report's figures (matplotlib, written atomically as PNG): the CAMSAT README's correlation heatmaps
+and its ``metrics_overtime`` curves (each metric and the number of non-empty clusters per epoch,
 several methods on one figure, or one method from several starting C)."""
 
 from __future__ import annotations
