@@ -247,8 +247,11 @@ fi
 # also in metrics.json / config.yaml). A --cluster-tag given replaces <method>[_c<C>].
 num_clusters_opt=()
 if in_stages 6 || in_stages 7 || in_stages 8 || in_stages 9; then
-  read -r _ takes_c < <(python3 -m sslsv.cluster takes-c "$cluster_method" 2>/dev/null) ||
-    { echo "$0: unknown --cluster-method '$cluster_method' (python3 -m sslsv.cluster methods lists them)" >&2; exit 1; }
+  # asked of the config stage 6 will read: --cluster-config when given, else conf/cluster/<method>.yaml
+  read -r _ takes_c < <(python3 -m sslsv.cluster takes-c ${cluster_config:+--conf-dir "$(dirname "$cluster_config")"} \
+    "$(basename "${cluster_config:-$cluster_method}" .yaml)" 2>/dev/null) ||
+    { echo "$0: unknown --cluster-method '$cluster_method'${cluster_config:+ or bad --cluster-config $cluster_config}" \
+        "(python3 -m sslsv.cluster methods lists them)" >&2; exit 1; }
   [ "$takes_c" = yes ] && [ -n "$num_clusters" ] && num_clusters_opt=(--num-clusters "$num_clusters")
   if [ -n "$cluster_tag" ]; then
     cluster_tag=$(python3 -m sslsv.naming cluster-tag --tag "$cluster_tag" --seed "$seed")
