@@ -4,6 +4,8 @@ local/prepare_for_eer.py), or of a trials file and a scores file.
 
 Usage: compute_eer.py <score-label-file|->
        compute_eer.py --trials <trials> --scores <scores>
+With --trials / --scores, a score whose trial is not in the trials file is an error and trials without
+a score are left out (as in compute_min_dcf.py).
 Prints the EER in percent with 4 significant digits (as compute-eer does, e.g. "5.329") on stdout and
 a log line with the threshold on stderr.
 """
@@ -11,7 +13,7 @@ import argparse
 import sys
 
 import numpy as np
-from sslsv.scoring import compute_eer, read_scores, read_trials
+from sslsv.scoring import compute_eer, labelled_scores
 from sslsv.tables import DataError
 
 
@@ -47,11 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.trials or a.scores:
             if not (a.trials and a.scores) or a.input:
                 ap.error("give either <input> or both --trials and --scores")
-            trials = read_trials(a.trials)
-            scores = read_scores(a.scores)
-            pairs = [(scores[(e, t)], lab) for e, t, lab in trials if (e, t) in scores]
-            tar = np.array([s for s, lab in pairs if lab])
-            non = np.array([s for s, lab in pairs if not lab])
+            s, lab = labelled_scores(a.scores, a.trials)
+            tar, non = s[lab], s[~lab]
         else:
             if not a.input:
                 ap.error("no input")

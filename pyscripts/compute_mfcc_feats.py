@@ -10,7 +10,7 @@ Kaldi options given on the command line (e.g. --dither=0) override the config fi
 import argparse
 import sys
 
-from sslsv.features.jobs import mfcc_job
+from sslsv.features.jobs import job_parser, mfcc_job, parse_job_args
 from sslsv.features.kaldi_options import read_mfcc_config
 from sslsv.logs import setup
 from sslsv.tables import DataError
@@ -24,32 +24,19 @@ def _bool(s: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     setup()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 allow_abbrev=False)
-    ap.add_argument("--config", help="Kaldi option file (compute-mfcc-feats options)")
+    ap = job_parser(__doc__, "compute-mfcc-feats", "wav.scp")
     ap.add_argument("--compress", type=_bool, default=False,
                     help="store with Kaldi's lossy compression (copy-feats --compress=true) [false]")
     ap.add_argument("--skip-short", type=_bool, default=False,
                     help="log and skip audio shorter than one frame instead of failing [false]")
     ap.add_argument("--write-utt2num-frames", help="write '<utt> <frames>' lines here")
     ap.add_argument("--write-utt2dur", help="write '<utt> <seconds>' lines here")
-    ap.add_argument("--source-scp", help="the unsplit wav.scp, so errors name its lines")
-    ap.add_argument("--done-stamp", help="skip if this stamp matches inputs/options; write it when done")
-    ap.add_argument("--stamp-input", action="append", default=[],
-                    help="extra file whose content the done-stamp covers (e.g. the config)")
-    ap.add_argument("wav_scp")
-    ap.add_argument("ark")
-    ap.add_argument("scp")
-    args, rest = ap.parse_known_args(argv)
-    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
-    if bad:
-        ap.error(f"unexpected arguments {bad} (Kaldi options are given as --name=value)")
+    args, kaldi_opts, stamp_inputs = parse_job_args(ap, argv)
     try:
-        cfg = read_mfcc_config(args.config, rest)
-        stamp_inputs = tuple(args.stamp_input) + ((args.config,) if args.config else ())
-        mfcc_job(args.wav_scp, cfg, args.ark, args.scp, compress=args.compress, skip_short=args.skip_short,
-                 utt2num_frames=args.write_utt2num_frames, utt2dur=args.write_utt2dur,
-                 source_scp=args.source_scp, done_stamp=args.done_stamp, stamp_inputs=stamp_inputs)
+        mfcc_job(args.input, read_mfcc_config(args.config, kaldi_opts), args.ark, args.scp,
+                 compress=args.compress, skip_short=args.skip_short, utt2num_frames=args.write_utt2num_frames,
+                 utt2dur=args.write_utt2dur, source_scp=args.source_scp, done_stamp=args.done_stamp,
+                 stamp_inputs=stamp_inputs)
     except DataError as e:
         print(f"compute_mfcc_feats.py: ERROR: {e}", file=sys.stderr)
         return 1

@@ -8,8 +8,7 @@ Prints the minDCF with 4 decimals ("%.4f") on stdout, the threshold on stderr.
 import argparse
 import sys
 
-import numpy as np
-from sslsv.scoring import compute_min_dcf, read_scores, read_trials
+from sslsv.scoring import compute_min_dcf, labelled_scores
 from sslsv.tables import DataError
 
 
@@ -22,13 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("trials")
     a = ap.parse_args(argv)
     try:
-        labels = {(e, t): lab for e, t, lab in read_trials(a.trials)}
-        scores = read_scores(a.scores)  # file order kept: ties keep it, as the stable sort does
-        missing = next((k for k in scores if k not in labels), None)
-        if missing:
-            raise DataError(f"{a.scores}: no trial {missing[0]} {missing[1]} in {a.trials}")
-        s = np.array(list(scores.values()), dtype=np.float64)
-        lab = np.array([labels[k] for k in scores], dtype=bool)
+        s, lab = labelled_scores(a.scores, a.trials)
         v, thr = compute_min_dcf(s, lab, a.p_target, a.c_miss, a.c_fa)
     except (DataError, ValueError) as e:
         print(f"compute_min_dcf.py: ERROR: {e}", file=sys.stderr)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from sslsv.datadir.split import partition
 from sslsv.device import resolve_device
+from sslsv.ivector.extractor_opts import part_utts
 from sslsv.ivector.frames import FrameOptions, iter_frames
 from sslsv.ivector.gmm import (
     DiagAccumulator,
@@ -59,20 +61,6 @@ def frame_opts(args) -> FrameOptions:
     return FrameOptions.load(args.frame_opts) if args.frame_opts else FrameOptions.from_config(args.config)
 
 
-def part_utts(data: str, part: str | None) -> list[str] | None:
-    """Utterances of job ``J/N`` (contiguous per-utterance parts of feats.scp in C order), or all."""
-    if not part:
-        return None
-    try:
-        j, n = (int(v) for v in part.split("/"))
-    except ValueError:
-        raise DataError(f"--part must be J/N, got {part!r}") from None
-    utts = c_sorted(read_scp(Path(data) / "feats.scp"))
-    if not 1 <= j <= n:
-        raise DataError(f"--part {part}: J must be in 1..N")
-    return partition({u: u for u in utts}, n, per_utt=True)[j - 1]
-
-
 def frames_of(args, subsample: int, utts: list[str] | None = None):
     return (x for _, x in iter_frames(args.data, frame_opts(args), subsample, utts))
 
@@ -88,7 +76,7 @@ def check_inputs(data: str) -> int:
     return len(feats)
 
 
-# -------------------------------------------------------------------------------------------------- diag
+# ------------------------------------------------------------------------------------ initialisation
 
 def cmd_init_diag(args) -> None:
     o = opts_of(args, "diag_ubm")
@@ -115,23 +103,53 @@ def cmd_init_diag(args) -> None:
     log.info(f"init-diag: wrote {args.out} ({gmm.num_gauss} Gaussians)")
 
 
-def cmd_acc_diag(args) -> None:
-    o = opts_of(args, "diag_ubm")
-    dev = resolve_device(args.device)
-    acc = DiagAccumulator(DiagGmm.load(args.model), DiagGmm.load(args.gselect_model), int(o["num_gselect"]),
-                          dev, DTYPES[args.dtype])
+def cmd_init_full(args) -> None:
+    DiagGmm.load(args.diag).to_full().save(args.out)
+    log.info(f"init-full: {args.diag} -> {args.out}")
+
+
+# ------------------------------------------------------------------ EM iterations (diagonal and full)
+
+@dataclass(frozen=True)
+class Kind:
+    """What differs between the diagonal and the full UBM's EM: config section, model class,
+    accumulator, M-step and file extension."""
+
+    section: str
+    model: type[DiagGmm] | type[FullGmm]
+    accumulator: type[DiagAccumulator] | type[FullAccumulator]
+    update: Callable
+    ext: str
+
+    def gselect_model(self, path: str | Path) -> DiagGmm:
+        """The diagonal model that Gaussian selection uses (a full model's diagonal, as Kaldi does)."""
+        g = self.model.load(path)
+        return g.to_diag() if isinstance(g, FullGmm) else g
+
+
+KINDS = {"diag": Kind("diag_ubm", DiagGmm, DiagAccumulator, mle_diag_update, "dubm"),
+         "full": Kind("full_ubm", FullGmm, FullAccumulator, mle_full_update, "ubm")}
+
+
+def cmd_acc(args) -> None:
+    k = KINDS[args.kind]
+    o = opts_of(args, k.section)
+    acc = k.accumulator(k.model.load(args.model), k.gselect_model(args.gselect_model), int(o["num_gselect"]),
+                        resolve_device(args.device), DTYPES[args.dtype])
     for x in chunked(frames_of(args, int(o["subsample"]), part_utts(args.data, args.part)), CHUNK):
         acc.add(x)
     st = acc.stats()
     st.save(args.out)
-    log.info(f"acc-diag: {int(st.num_frames)} frames, average log-likelihood {st.avg_loglik:.6f} "
+    log.info(f"acc-{args.kind}: {int(st.num_frames)} frames, average log-likelihood {st.avg_loglik:.6f} "
              f"-> {args.out}")
 
 
-def est_diag(gmm: DiagGmm, st: GmmStats, o: dict, last: bool, it: int) -> DiagGmm:
+def estimate(k: Kind, gmm: DiagGmm | FullGmm, st: GmmStats, o: dict, last: bool,
+             it: int) -> DiagGmm | FullGmm:
+    """One M-step, logged as Kaldi's ``gmm-global-est`` / ``fgmm-global-est`` report it."""
     remove = bool(o["remove_low_count_gaussians"]) and last
-    new, info = mle_diag_update(gmm, st, min_gaussian_weight=float(o["min_gaussian_weight"]),
-                                remove_low_count_gaussians=remove)
+    new, info = k.update(gmm, st, min_gaussian_weight=float(o["min_gaussian_weight"]),
+                         remove_low_count_gaussians=remove)
     log.info(f"iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over "
              f"{int(st.num_frames)} frames (gselect {o['num_gselect']}); {info.summary()}; "
              f"{new.num_gauss} Gaussians")
@@ -145,9 +163,10 @@ def sum_stats(paths: list[str]) -> GmmStats:
     return tot
 
 
-def cmd_est_diag(args) -> None:
-    o = opts_of(args, "diag_ubm")
-    new = est_diag(DiagGmm.load(args.model), sum_stats(args.accs), o, args.last, args.iter)
+def cmd_est(args) -> None:
+    k = KINDS[args.kind]
+    new = estimate(k, k.model.load(args.model), sum_stats(args.accs), opts_of(args, k.section), args.last,
+                   args.iter)
     new.save(args.out)
 
 
@@ -158,72 +177,22 @@ def cached_frames(args, subsample: int) -> list[np.ndarray]:
     return out
 
 
-def cmd_train_diag(args) -> None:
-    o = opts_of(args, "diag_ubm")
+def cmd_train(args) -> None:
+    """Iterations ``start`` .. num_iters - 1 in one process, the frames kept in memory (GPU path)."""
+    k = KINDS[args.kind]
+    o = opts_of(args, k.section)
     dev = resolve_device(args.device)
     d = Path(args.dir)
     frames = cached_frames(args, int(o["subsample"]))
-    g0 = DiagGmm.load(d / "0.dubm")
+    gs = k.gselect_model(d / f"0.{k.ext}")
     n = int(o["num_iters"])
-    gmm = DiagGmm.load(d / f"{args.start}.dubm")
+    gmm = k.model.load(d / f"{args.start}.{k.ext}")
     for it in range(args.start, n):
-        acc = DiagAccumulator(gmm, g0, int(o["num_gselect"]), dev, DTYPES[args.dtype])
+        acc = k.accumulator(gmm, gs, int(o["num_gselect"]), dev, DTYPES[args.dtype])
         for x in chunked(frames, CHUNK):
             acc.add(x)
-        gmm = est_diag(gmm, acc.stats(), o, it == n - 1, it)
-        gmm.save(d / f"{it + 1}.dubm")
-
-
-# -------------------------------------------------------------------------------------------------- full
-
-def cmd_init_full(args) -> None:
-    DiagGmm.load(args.diag).to_full().save(args.out)
-    log.info(f"init-full: {args.diag} -> {args.out}")
-
-
-def cmd_acc_full(args) -> None:
-    o = opts_of(args, "full_ubm")
-    dev = resolve_device(args.device)
-    acc = FullAccumulator(FullGmm.load(args.model), FullGmm.load(args.gselect_model).to_diag(),
-                          int(o["num_gselect"]), dev, DTYPES[args.dtype])
-    for x in chunked(frames_of(args, int(o["subsample"]), part_utts(args.data, args.part)), CHUNK):
-        acc.add(x)
-    st = acc.stats()
-    st.save(args.out)
-    log.info(f"acc-full: {int(st.num_frames)} frames, average log-likelihood {st.avg_loglik:.6f} "
-             f"-> {args.out}")
-
-
-def est_full(gmm: FullGmm, st: GmmStats, o: dict, last: bool, it: int) -> FullGmm:
-    remove = bool(o["remove_low_count_gaussians"]) and last
-    new, info = mle_full_update(gmm, st, min_gaussian_weight=float(o["min_gaussian_weight"]),
-                                remove_low_count_gaussians=remove)
-    log.info(f"iteration {it}: average log-likelihood per frame {st.avg_loglik:.6f} over "
-             f"{int(st.num_frames)} frames (gselect {o['num_gselect']}); {info.summary()}; "
-             f"{new.num_gauss} Gaussians")
-    return new
-
-
-def cmd_est_full(args) -> None:
-    o = opts_of(args, "full_ubm")
-    new = est_full(FullGmm.load(args.model), sum_stats(args.accs), o, args.last, args.iter)
-    new.save(args.out)
-
-
-def cmd_train_full(args) -> None:
-    o = opts_of(args, "full_ubm")
-    dev = resolve_device(args.device)
-    d = Path(args.dir)
-    frames = cached_frames(args, int(o["subsample"]))
-    gs = FullGmm.load(d / "0.ubm").to_diag()
-    n = int(o["num_iters"])
-    gmm = FullGmm.load(d / f"{args.start}.ubm")
-    for it in range(args.start, n):
-        acc = FullAccumulator(gmm, gs, int(o["num_gselect"]), dev, DTYPES[args.dtype])
-        for x in chunked(frames, CHUNK):
-            acc.add(x)
-        gmm = est_full(gmm, acc.stats(), o, it == n - 1, it)
-        gmm.save(d / f"{it + 1}.ubm")
+        gmm = estimate(k, gmm, acc.stats(), o, it == n - 1, it)
+        gmm.save(d / f"{it + 1}.{k.ext}")
 
 
 # -------------------------------------------------------------------------------------------------- misc
@@ -251,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.set_defaults(fn=cmd_init_diag)
 
-    for kind, acc_fn, est_fn, train_fn in (("diag", cmd_acc_diag, cmd_est_diag, cmd_train_diag),
-                                           ("full", cmd_acc_full, cmd_est_full, cmd_train_full)):
+    for kind in KINDS:
         p = sub.add_parser(f"acc-{kind}")
         common(p)
         p.add_argument("--part", default=None, help="J/N: the J-th of N per-utterance parts")
@@ -260,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("model")
         p.add_argument("gselect_model")
         p.add_argument("out")
-        p.set_defaults(fn=acc_fn)
+        p.set_defaults(fn=cmd_acc, kind=kind)
 
         p = sub.add_parser(f"est-{kind}")
         common(p, data=False)
@@ -269,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("model")
         p.add_argument("out")
         p.add_argument("accs", nargs="+")
-        p.set_defaults(fn=est_fn)
+        p.set_defaults(fn=cmd_est, kind=kind)
 
         p = sub.add_parser(f"train-{kind}")
         common(p)
         p.add_argument("data")
         p.add_argument("dir")
         p.add_argument("start", type=int)
-        p.set_defaults(fn=train_fn)
+        p.set_defaults(fn=cmd_train, kind=kind)
 
     p = sub.add_parser("init-full")
     p.add_argument("diag")

@@ -266,3 +266,6 @@ def test_clis(tmp_path, recipe_env, root):
     (tmp_path / "scores").write_text("a b 3.5\nx y 1\n")
     out = run("pyscripts/compute_min_dcf.py", str(tmp_path / "scores"), str(tmp_path / "trials"))
     assert out.returncode == 1 and "no trial x y" in out.stderr
+    out = run("pyscripts/compute_eer.py", "--trials", str(tmp_path / "trials"),
+              "--scores", str(tmp_path / "scores"))
+    assert out.returncode == 1 and "no trial x y" in out.stderr

@@ -345,17 +345,20 @@ def _lock_log(log: str, prog: str) -> int:
     return fd
 
 
+def _nothing_to_rerun(spec: JobSpec, prog: str) -> int:
+    print(f"{prog}: all {len(spec.indices())} jobs of {spec.log_glob()} already succeeded, nothing to rerun "
+          f"(--pick {spec.pick})", file=sys.stderr)
+    return 0
+
+
 def run_local(spec: JobSpec, prog: str = "run.py") -> int:
     """Run the jobs as local processes, at most ``--max-jobs-run`` at once (default: the cores, or
     with ``--gpu`` the GPUs / GPUs per job), each in its own process group. Returns the exit status:
     0, 1 if any job failed (after all finished), 128+signal if interrupted by SIGINT/SIGTERM/SIGHUP
     (running jobs are terminated, their logs say so)."""
     todo = picked_indices(spec)
-    total = len(spec.indices())
     if not todo:
-        print(f"{prog}: all {total} jobs of {spec.log_glob()} already succeeded, nothing to rerun "
-              f"(--pick {spec.pick})", file=sys.stderr)
-        return 0
+        return _nothing_to_rerun(spec, prog)
     devices = gpu_devices() if spec.gpu > 0 else []
     assign_gpus = spec.gpu > 0 and len(devices) >= spec.gpu
     if spec.max_jobs_run is not None:
@@ -370,7 +373,7 @@ def run_local(spec: JobSpec, prog: str = "run.py") -> int:
     # all the jobs of the array, not the ones left to rerun: a float sum depends on how it is split
     # between threads, so a rerun of one job must get the threads the first run gave it
     # (docs/shared_server.md, "Reproducibility").
-    concurrent = max(1, min(limit, total))
+    concurrent = max(1, min(limit, len(spec.indices())))
     threads = spec.num_threads if spec.num_threads > 1 else max(1, cpu_count() // concurrent)
     job_threads = os.environ.get("OMP_NUM_THREADS", str(threads))  # what the log's footer reports
 
@@ -696,11 +699,8 @@ def run_slurm(spec: JobSpec, prog: str = "slurm.py", runner: str | None = None,
     cfg = SlurmConfig.load(spec.config)
     mapped = cfg.options(spec.given)
     todo = picked_indices(spec)
-    total = len(spec.indices())
     if not todo:
-        print(f"{prog}: all {total} jobs of {spec.log_glob()} already succeeded, nothing to rerun "
-              f"(--pick {spec.pick})", file=sys.stderr)
-        return 0
+        return _nothing_to_rerun(spec, prog)
     runner = runner or str(Path(__file__).resolve().parents[2] / "utils" / "run.py")
     array = spec.var is not None
     qdir, name = queue_paths(spec)

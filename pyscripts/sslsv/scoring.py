@@ -116,6 +116,21 @@ def read_scores(path: str | os.PathLike) -> dict[tuple[str, str], float]:
     return out
 
 
+def labelled_scores(scores_path: str | os.PathLike, trials_path: str | os.PathLike
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, is_target)`` of a scores file against a trials file, in the scores file's order (ties
+    keep it, as Kaldi's stable sort does). The contract of Kaldi's ``compute_min_dcf.py``, used by both
+    command-line scorers: a score whose trial is not in the trials file is a :class:`DataError`; trials
+    without a score are left out."""
+    labels = {(e, t): lab for e, t, lab in read_trials(trials_path)}
+    scores = read_scores(scores_path)
+    missing = next((k for k in scores if k not in labels), None)
+    if missing:
+        raise DataError(f"{scores_path}: no trial {missing[0]} {missing[1]} in {trials_path}")
+    return (np.fromiter(scores.values(), dtype=np.float64, count=len(scores)),
+            np.array([labels[k] for k in scores], dtype=bool))
+
+
 def format_score(s: float) -> str:
     """A score as Kaldi's ``ivector-plda-scoring`` writes it (C++ default precision: 6 digits)."""
     return f"{s:.6g}"

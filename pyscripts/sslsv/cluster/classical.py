@@ -96,6 +96,15 @@ def _faiss_available() -> bool:
     return True
 
 
+def _take_kmeans_fit(est: BaseEstimator, km: Any) -> None:
+    """Copy a fitted scikit-learn (mini-batch) k-means model's results onto ``est``; the wrappers'
+    parameters carry scikit-learn's names, so they reach it as ``**get_params()``."""
+    est.labels_ = as_labels(km.labels_)
+    est.cluster_centers_ = km.cluster_centers_
+    est.inertia_ = float(km.inertia_)
+    est.n_iter_ = int(km.n_iter_)
+
+
 @register("kmeans")
 class KMeansClustering(BaseEstimator, ClusterMixin):
     """k-means (Lloyd iterations, best of ``n_init`` runs).
@@ -137,12 +146,8 @@ class KMeansClustering(BaseEstimator, ClusterMixin):
         if self.backend_ == "faiss":
             self._fit_faiss(X)
         else:
-            km = KMeans(n_clusters=self.n_clusters, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                        random_state=self.random_state).fit(X)
-            self.labels_ = as_labels(km.labels_)
-            self.cluster_centers_ = km.cluster_centers_
-            self.inertia_ = float(km.inertia_)
-            self.n_iter_ = int(km.n_iter_)
+            params = {k: v for k, v in self.get_params().items() if k not in ("backend", "device")}
+            _take_kmeans_fit(self, KMeans(**params).fit(X))
         return self
 
     def _fit_faiss(self, X: np.ndarray) -> None:
@@ -192,14 +197,7 @@ class MiniBatchKMeansClustering(BaseEstimator, ClusterMixin):
     def fit(self, X: Any, y: Any = None) -> MiniBatchKMeansClustering:
         """Cluster ``X`` (N, d); ``y`` is ignored."""
         X = check_input(X, min_samples=2)
-        km = MiniBatchKMeans(n_clusters=self.n_clusters, batch_size=self.batch_size, max_iter=self.max_iter,
-                             n_init=self.n_init, max_no_improvement=self.max_no_improvement,
-                             reassignment_ratio=self.reassignment_ratio,
-                             random_state=self.random_state).fit(X)
-        self.labels_ = as_labels(km.labels_)
-        self.cluster_centers_ = km.cluster_centers_
-        self.inertia_ = float(km.inertia_)
-        self.n_iter_ = int(km.n_iter_)
+        _take_kmeans_fit(self, MiniBatchKMeans(**self.get_params()).fit(X))
         return self
 
 
@@ -227,10 +225,8 @@ class GMMClustering(BaseEstimator, ClusterMixin):
     def fit(self, X: Any, y: Any = None) -> GMMClustering:
         """Fit the mixture to ``X`` (N, d) and label each point; ``y`` is ignored."""
         X = check_input(X, min_samples=2)
-        gm = GaussianMixture(n_components=self.n_clusters, covariance_type=self.covariance_type,
-                             n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                             reg_covar=self.reg_covar, init_params=self.init_params,
-                             random_state=self.random_state)
+        params = self.get_params()
+        gm = GaussianMixture(n_components=params.pop("n_clusters"), **params)
         # fit_predict labels with the final parameters (one E-step after the last M-step).
         self.labels_ = as_labels(gm.fit_predict(X))
         self.means_ = gm.means_

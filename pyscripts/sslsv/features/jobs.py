@@ -4,6 +4,7 @@ kill redoes only the jobs that had not finished, and writes byte-identical archi
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
@@ -35,6 +36,34 @@ def scp_locations(scp: str | os.PathLike, source_scp: str | os.PathLike | None =
         lines = {k: f"{source_scp}:{i}" for i, k in enumerate(src, 1)}
         where = {k: lines.get(k, w) for k, w in where.items()}
     return [(k, v, where[k]) for k, v in table.items()]
+
+
+def job_parser(description: str, tool: str, input_name: str) -> argparse.ArgumentParser:
+    """The command line both job commands share: ``--config`` (a Kaldi option file of ``tool``),
+    ``--source-scp`` (the unsplit input, so errors name its lines), ``--done-stamp``, ``--stamp-input``
+    and ``<input_name> <ark> <scp>``; the command adds its own options. Parse with :func:`parse_job_args`."""
+    ap = argparse.ArgumentParser(description=description, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help=f"Kaldi option file ({tool} options)")
+    ap.add_argument("--source-scp", help=f"the unsplit {input_name}, so errors name its lines")
+    ap.add_argument("--done-stamp", help="skip if this stamp matches inputs/options; write it when done")
+    ap.add_argument("--stamp-input", action="append", default=[],
+                    help="extra file whose content the done-stamp covers")
+    ap.add_argument("input", metavar=input_name)
+    ap.add_argument("ark")
+    ap.add_argument("scp")
+    return ap
+
+
+def parse_job_args(ap: argparse.ArgumentParser, argv: list[str] | None
+                   ) -> tuple[argparse.Namespace, list[str], tuple[str, ...]]:
+    """``(args, kaldi_options, stamp_inputs)``: Kaldi options ride along as ``--name=value`` (they
+    override the config file, as in Kaldi); the stamp covers the config file and every --stamp-input."""
+    args, rest = ap.parse_known_args(argv)
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        ap.error(f"unexpected arguments {bad} (Kaldi options are given as --name=value)")
+    return args, rest, tuple(args.stamp_input) + ((args.config,) if args.config else ())
 
 
 def _outputs_exist(paths: list[Path]) -> bool:

@@ -43,6 +43,19 @@ from .stats import SparsePost, batch_stats, sparsify
 POST_FORMAT = "sslsv-sparse-posteriors-1"
 log = logging.getLogger(__name__)
 
+def _sparse_posteriors(comp: UbmPosteriors, data_dir: str | os.PathLike, opts: FrameOptions,
+                       utts: list[str] | None) -> Iterator[tuple[str, np.ndarray, SparsePost]]:
+    """``(utt, frames, sparse posteriors)`` of each utterance; one whose posteriors cannot be computed
+    (no voiced frames, non-finite likelihoods) is skipped with a warning naming it."""
+    for utt, x in iter_frames(data_dir, opts, utts=utts):
+        try:
+            idx, post = comp(x)
+        except PosteriorError as e:
+            log.warning(f"{utt}: {e}")
+            continue
+        yield utt, x, sparsify(idx, post)
+
+
 def compute_posteriors(ubm: FullGmm, data_dir: str | os.PathLike, opts: FrameOptions,
                        out: str | os.PathLike, num_gselect: int = 20, min_post: float = 0.025,
                        scale: float = 1.0, device: torch.device | str = "cpu",
@@ -52,13 +65,7 @@ def compute_posteriors(ubm: FullGmm, data_dir: str | os.PathLike, opts: FrameOpt
     Returns the number of utterances written."""
     comp = UbmPosteriors(ubm, num_gselect=num_gselect, min_post=min_post, scale=scale, device=device)
     names, nfr, fr, ga, po = [], [], [], [], []
-    for utt, x in iter_frames(data_dir, opts, utts=utts):
-        try:
-            idx, post = comp(x)
-        except PosteriorError as e:
-            log.warning(f"{utt}: {e}")
-            continue
-        t, g, p = sparsify(idx, post)
+    for utt, x, (t, g, p) in _sparse_posteriors(comp, data_dir, opts, utts):
         names.append(utt)
         nfr.append(x.shape[0])
         fr.append(t)
@@ -197,13 +204,8 @@ def extract(ie: IvectorExtractor, ubm: FullGmm, data_dir: str | os.PathLike, opt
                 tot_frames += float(st.gamma.sum())
                 batch.clear()
 
-            for utt, x in iter_frames(data_dir, opts, utts=utts):
-                try:
-                    idx, post = comp(x)
-                except PosteriorError as e:
-                    log.warning(f"{utt}: {e}")
-                    continue
-                batch.append((utt, x, sparsify(idx, post)))
+            for item in _sparse_posteriors(comp, data_dir, opts, utts):
+                batch.append(item)
                 if len(batch) == batch_size:
                     flush()
             if batch:

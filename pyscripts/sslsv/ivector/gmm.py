@@ -36,6 +36,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Self
 
 import numpy as np
 import torch
@@ -70,10 +71,46 @@ def _load_npz(path: str | os.PathLike, kind: str) -> dict[str, np.ndarray]:
     return data
 
 
+class _Gmm:
+    """What the diagonal and full models share: sizes, the ``.npz`` file and copies. A subclass names
+    its ``kind`` and the field holding its covariances (``vars`` or ``covars``)."""
+
+    kind: ClassVar[str]
+    cov_field: ClassVar[str]
+    weights: np.ndarray
+    means: np.ndarray
+
+    @property
+    def num_gauss(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def _cov(self) -> np.ndarray:
+        return getattr(self, self.cov_field)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the ``.npz`` model (format in the module docstring), atomically."""
+        _save_npz(path, kind=np.array(self.kind), weights=self.weights, means=self.means,
+                  **{self.cov_field: self._cov()})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Self:
+        d = _load_npz(path, cls.kind)
+        return cls(d["weights"], d["means"], d[cls.cov_field])
+
+    def copy(self) -> Self:
+        return type(self)(self.weights.copy(), self.means.copy(), self._cov().copy())
+
+
 @dataclass
-class DiagGmm:
+class DiagGmm(_Gmm):
     """Diagonal-covariance GMM: ``weights`` (C,), ``means`` (C, D), ``vars`` (C, D), float64."""
 
+    kind: ClassVar[str] = "diag"
+    cov_field: ClassVar[str] = "vars"
     weights: np.ndarray
     means: np.ndarray
     vars: np.ndarray
@@ -87,23 +124,6 @@ class DiagGmm:
             raise ValueError(f"DiagGmm: inconsistent shapes weights {self.weights.shape}, means "
                              f"{self.means.shape}, vars {self.vars.shape}")
 
-    @property
-    def num_gauss(self) -> int:
-        return self.weights.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the ``.npz`` model (format in the module docstring), atomically."""
-        _save_npz(path, kind=np.array("diag"), weights=self.weights, means=self.means, vars=self.vars)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> DiagGmm:
-        d = _load_npz(path, "diag")
-        return cls(d["weights"], d["means"], d["vars"])
-
     def to_full(self) -> FullGmm:
         """``gmm-global-to-fgmm``: covariances ``diag(vars)``, same weights and means."""
         covars = np.zeros((self.num_gauss, self.dim, self.dim))
@@ -111,14 +131,13 @@ class DiagGmm:
         covars[:, ii, ii] = self.vars
         return FullGmm(self.weights.copy(), self.means.copy(), covars)
 
-    def copy(self) -> DiagGmm:
-        return DiagGmm(self.weights.copy(), self.means.copy(), self.vars.copy())
-
 
 @dataclass
-class FullGmm:
+class FullGmm(_Gmm):
     """Full-covariance GMM: ``weights`` (C,), ``means`` (C, D), ``covars`` (C, D, D), float64."""
 
+    kind: ClassVar[str] = "full"
+    cov_field: ClassVar[str] = "covars"
     weights: np.ndarray
     means: np.ndarray
     covars: np.ndarray
@@ -133,31 +152,11 @@ class FullGmm:
             raise ValueError(f"FullGmm: inconsistent shapes weights {self.weights.shape}, means "
                              f"{self.means.shape}, covars {self.covars.shape}")
 
-    @property
-    def num_gauss(self) -> int:
-        return self.weights.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the ``.npz`` model (format in the module docstring), atomically."""
-        _save_npz(path, kind=np.array("full"), weights=self.weights, means=self.means, covars=self.covars)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> FullGmm:
-        d = _load_npz(path, "full")
-        return cls(d["weights"], d["means"], d["covars"])
-
     def to_diag(self) -> DiagGmm:
         """``fgmm-global-to-gmm``: the diagonal of each covariance (not of the precision), same weights
         and means. This is the model Kaldi uses for Gaussian selection with a full UBM."""
         return DiagGmm(self.weights.copy(), self.means.copy(),
                        np.diagonal(self.covars, axis1=1, axis2=2).copy())
-
-    def copy(self) -> FullGmm:
-        return FullGmm(self.weights.copy(), self.means.copy(), self.covars.copy())
 
 
 def load_gmm(path: str | os.PathLike) -> DiagGmm | FullGmm:
