@@ -42,7 +42,6 @@ from sslsv.backend import (
     dot_scores,
     global_mean,
     length_norm,
-    read_vector_scp,
     score_pairs,
     write_kaldi_vector,
 )
@@ -60,7 +59,7 @@ from sslsv.scoring import (
     write_result,
     write_scores,
 )
-from sslsv.tables import DataError, atomic_path, read_map
+from sslsv.tables import DataError, atomic_path, read_map, read_vector_scp
 
 log = logging.getLogger("score_trials.py")
 

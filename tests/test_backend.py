@@ -20,11 +20,10 @@ from sslsv.backend import (
     length_norm,
     read_kaldi_matrix,
     read_kaldi_vector,
-    read_vector_scp,
     score_pairs,
 )
 from sslsv.scoring import compute_eer
-from sslsv.tables import DataError
+from sslsv.tables import DataError, read_vector_scp
 
 
 def two_cov_data(rng, num_spk, per_spk, between, within, mean=None):

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .config import section
-from .tables import DataError, atomic_path, read_scp
+from .tables import DataError, atomic_path
 
 # The supervised back end's options (the ``backend`` section of conf/ivector.yaml; these defaults apply
 # to keys the file does not set, and the scoring script's command line overrides both).
@@ -157,39 +157,6 @@ def _load_npz(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, np.ndar
 def _is_npz(path: str | os.PathLike) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == b"PK"
-
-
-# --------------------------------------------------------------------------- vectors
-
-def read_vector_scp(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Read the vectors an scp names (``ivector.scp``, an embedding scp): keys in file order and an
-    (N, dim) float64 matrix. Errors name ``scp:line`` (unreadable entry, not a vector, wrong dim)."""
-    import kaldiio
-
-    entries = read_scp(path)
-    keys = list(entries)
-    if not keys:
-        raise DataError(f"{path}: no vectors")
-    rows: list[np.ndarray] = []
-    dim = None
-    for i, key in enumerate(keys):
-        try:
-            v = np.asarray(kaldiio.load_mat(entries[key]), dtype=np.float64)
-        except Exception as e:  # kaldiio raises many kinds
-            raise DataError(f"{path}:{i + 1}: cannot read vector of {key!r} "
-                            f"from {entries[key]!r}: {e}") from None
-        if v.ndim == 2 and v.shape[0] == 1:
-            v = v[0]
-        if v.ndim != 1:
-            raise DataError(f"{path}:{i + 1}: {key!r} is a {v.shape} matrix, not a vector")
-        if dim is None:
-            dim = len(v)
-        elif len(v) != dim:
-            raise DataError(f"{path}:{i + 1}: {key!r} has dimension {len(v)}, the first vector {dim}")
-        if not np.all(np.isfinite(v)):
-            raise DataError(f"{path}:{i + 1}: {key!r} has non-finite values")
-        rows.append(v)
-    return keys, np.vstack(rows)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,6 +1,6 @@
 """Kaldi text tables (``wav.scp``, ``utt2spk``, ``spk2utt``, ...): reading with errors that name the
-file and line, and atomic writing (temporary name, then rename) so a killed run never leaves a
-half-written file behind."""
+file and line, the vectors an scp names (:func:`read_vector_scp`), and atomic writing (temporary
+name, then rename) so a killed run never leaves a half-written file behind."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 class DataError(Exception):
@@ -135,3 +137,34 @@ def write_table(path: str | os.PathLike, table: dict[str, object] | Iterable[tup
 def c_sorted(keys: Iterable[str]) -> list[str]:
     """Sort strings in C-locale (byte) order, the order every Kaldi table is in."""
     return sorted(keys, key=lambda s: s.encode())
+
+
+def read_vector_scp(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read the vectors an scp names (``ivector.scp``, an embedding scp): keys in file order and an
+    (N, dim) float64 matrix. Errors name ``scp:line`` (unreadable entry, not a vector, wrong dim)."""
+    import kaldiio
+
+    entries = read_scp(path)
+    keys = list(entries)
+    if not keys:
+        raise DataError(f"{path}: no vectors")
+    rows: list[np.ndarray] = []
+    dim = None
+    for i, key in enumerate(keys):
+        try:
+            v = np.asarray(kaldiio.load_mat(entries[key]), dtype=np.float64)
+        except Exception as e:  # kaldiio raises many kinds
+            raise DataError(f"{path}:{i + 1}: cannot read vector of {key!r} "
+                            f"from {entries[key]!r}: {e}") from None
+        if v.ndim == 2 and v.shape[0] == 1:
+            v = v[0]
+        if v.ndim != 1:
+            raise DataError(f"{path}:{i + 1}: {key!r} is a {v.shape} matrix, not a vector")
+        if dim is None:
+            dim = len(v)
+        elif len(v) != dim:
+            raise DataError(f"{path}:{i + 1}: {key!r} has dimension {len(v)}, the first vector {dim}")
+        if not np.all(np.isfinite(v)):
+            raise DataError(f"{path}:{i + 1}: {key!r} has non-finite values")
+        rows.append(v)
+    return keys, np.vstack(rows)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import read_vector_scp
-from ..tables import DataError, read_map
+from ..tables import DataError, read_map, read_vector_scp
 
 SCP_NAMES = ("ivector.scp", "embedding.scp", "xvector.scp", "vectors.scp")
 
