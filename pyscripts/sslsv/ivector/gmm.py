@@ -77,8 +77,21 @@ class _Gmm:
 
     kind: ClassVar[str]
     cov_field: ClassVar[str]
+    cov_ndim: ClassVar[int]
     weights: np.ndarray
     means: np.ndarray
+
+    def __post_init__(self) -> None:
+        """float64 arrays with consistent shapes: weights (C,), means (C, D), covariances (C, D) for a
+        diagonal model or (C, D, D) for a full one (``cov_ndim``)."""
+        self.weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
+        self.means = np.asarray(self.means, dtype=np.float64)
+        setattr(self, self.cov_field, np.asarray(self._cov(), dtype=np.float64))
+        c = self.weights.shape[0]
+        ok = self.means.ndim == 2 and self.means.shape[0] == c
+        if not ok or self._cov().shape != (c,) + (self.means.shape[1],) * (self.cov_ndim - 1):
+            raise ValueError(f"{type(self).__name__}: inconsistent shapes weights {self.weights.shape}, "
+                             f"means {self.means.shape}, {self.cov_field} {self._cov().shape}")
 
     @property
     def num_gauss(self) -> int:
@@ -111,18 +124,10 @@ class DiagGmm(_Gmm):
 
     kind: ClassVar[str] = "diag"
     cov_field: ClassVar[str] = "vars"
+    cov_ndim: ClassVar[int] = 2
     weights: np.ndarray
     means: np.ndarray
     vars: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
-        self.means = np.asarray(self.means, dtype=np.float64)
-        self.vars = np.asarray(self.vars, dtype=np.float64)
-        c = self.weights.shape[0]
-        if self.means.ndim != 2 or self.means.shape[0] != c or self.vars.shape != self.means.shape:
-            raise ValueError(f"DiagGmm: inconsistent shapes weights {self.weights.shape}, means "
-                             f"{self.means.shape}, vars {self.vars.shape}")
 
     def to_full(self) -> FullGmm:
         """``gmm-global-to-fgmm``: covariances ``diag(vars)``, same weights and means."""
@@ -138,19 +143,10 @@ class FullGmm(_Gmm):
 
     kind: ClassVar[str] = "full"
     cov_field: ClassVar[str] = "covars"
+    cov_ndim: ClassVar[int] = 3
     weights: np.ndarray
     means: np.ndarray
     covars: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
-        self.means = np.asarray(self.means, dtype=np.float64)
-        self.covars = np.asarray(self.covars, dtype=np.float64)
-        c = self.weights.shape[0]
-        if (self.means.ndim != 2 or self.means.shape[0] != c
-                or self.covars.shape != (c, self.means.shape[1], self.means.shape[1])):
-            raise ValueError(f"FullGmm: inconsistent shapes weights {self.weights.shape}, means "
-                             f"{self.means.shape}, covars {self.covars.shape}")
 
     def to_diag(self) -> DiagGmm:
         """``fgmm-global-to-gmm``: the diagonal of each covariance (not of the precision), same weights
