@@ -315,6 +315,14 @@ def test_model_files_roundtrip(tmp_path):
         FullGmm.load(tmp_path / "a.dubm")
 
 
+@pytest.mark.parametrize("cls, cov", [(DiagGmm, np.ones((3, 5))), (FullGmm, np.ones((3, 4, 5))),
+                                      (FullGmm, np.ones((3, 4)))])
+def test_model_shape_check_names_the_field(cls, cov):
+    cls(np.full(3, 1 / 3), np.zeros((3, 4)), np.ones((3, 4)) if cls is DiagGmm else np.ones((3, 4, 4)))
+    with pytest.raises(ValueError, match=f"{cls.__name__}: inconsistent shapes .*{cls.cov_field}"):
+        cls(np.full(3, 1 / 3), np.zeros((3, 4)), cov)
+
+
 # ------------------------------------------------------------------------------------------ posteriors
 
 def ref_posteriors(ubm: FullGmm, x: np.ndarray, k: int, min_post: float, scale: float):
