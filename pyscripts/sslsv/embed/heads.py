@@ -209,16 +209,35 @@ class CosFaceHead(AddMarginHead):
         super().__init__(embed_dim, num_classes, scale, margin)
 
 
-class AAMHead(_CosineHead):
-    """Additive angular margin (ArcFace): target logit s·cos(θ_y + m), others s·c_k, cross-entropy.
+AAM_FALLBACKS = ("wespeaker", "insightface")
 
-    Where θ_y + m > π (c_y ≤ th = cos(π − m)) cos(θ + m) is no longer decreasing in θ; there the target is
-    c_y − (1 + cos(π − m)) (``fallback="wespeaker"``, continuous at th, both sides −1) or c_y − m·sin m
-    (``"insightface"``, SpeechBrain / voxceleb_trainer, a small jump). ``easy_margin`` applies the margin only
-    where c_y > 0.
+
+def angular_margin(c: Tensor, margin: float, fallback: str = "wespeaker",
+                   easy_margin: bool = False) -> Tensor:
+    """cos(θ + m) of cosines c = cos θ: the additive angular margin of ArcFace (AAM-Softmax), and of the
+    positive pair in NT-Xent-AAM (:mod:`sslsv.embed.contrastive`).
+
+    Where θ + m > π (c ≤ th = cos(π − m)) cos(θ + m) is no longer decreasing in θ; there the result is
+    c − (1 + cos(π − m)) (``fallback="wespeaker"``, continuous at th, both sides −1) or c − m·sin m
+    (``"insightface"``, SpeechBrain / voxceleb_trainer, a small jump). ``easy_margin`` applies the margin
+    only where c > 0.
     """
+    if fallback not in AAM_FALLBACKS:
+        raise ValueError(f"AAM fallback {fallback!r}; valid: {', '.join(AAM_FALLBACKS)}")
+    sin = torch.sqrt((1.0 - c * c).clamp(min=0.0))
+    phi = c * math.cos(margin) - sin * math.sin(margin)
+    if easy_margin:
+        return torch.where(c > 0, phi, c)
+    th = math.cos(math.pi - margin)
+    offset = 1.0 + th if fallback == "wespeaker" else margin * math.sin(math.pi - margin)
+    return torch.where(c > th, phi, c - offset)
 
-    FALLBACKS = ("wespeaker", "insightface")
+
+class AAMHead(_CosineHead):
+    """Additive angular margin (ArcFace): target logit s·cos(θ_y + m) (:func:`angular_margin`, with its
+    ``fallback`` beyond θ_y + m = π and ``easy_margin``), others s·c_k, cross-entropy."""
+
+    FALLBACKS = AAM_FALLBACKS
 
     def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, margin: float = 0.2,
                  fallback: str = "wespeaker", easy_margin: bool = False) -> None:
@@ -231,25 +250,13 @@ class AAMHead(_CosineHead):
         self.update(margin)
 
     def update(self, margin: float) -> None:
-        """Set m and recompute cos m, sin m, the threshold th = cos(π − m) and the fallback offset."""
         if not 0 <= margin < math.pi:
             raise ValueError(f"AAMHead: margin must be in [0, π), got {margin}")
         self.margin = float(margin)
-        self.cos_m, self.sin_m = math.cos(margin), math.sin(margin)
-        self.th = math.cos(math.pi - margin)
-        if self.fallback == "wespeaker":
-            self.fallback_offset = 1.0 + math.cos(math.pi - margin)
-        else:
-            self.fallback_offset = margin * math.sin(math.pi - margin)
 
     def _logits(self, cos: Tensor, labels: Tensor) -> Tensor:
         c = cos.gather(1, labels.unsqueeze(1)).squeeze(1)
-        sin = torch.sqrt((1.0 - c * c).clamp(min=0.0))
-        phi = c * self.cos_m - sin * self.sin_m
-        if self.easy_margin:
-            phi = torch.where(c > 0, phi, c)
-        else:
-            phi = torch.where(c > self.th, phi, c - self.fallback_offset)
+        phi = angular_margin(c, self.margin, self.fallback, self.easy_margin)
         return self.scale * _set_target(cos, labels, phi)
 
 
