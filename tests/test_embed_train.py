@@ -201,6 +201,19 @@ def test_resume_is_exact(few_speakers: Path, tmp_path):
     # a changed config is refused rather than silently mixed into the old run
     with pytest.raises(DataError, match="config differs"):
         train(_cfg("train.epochs=3"), few_speakers, tmp_path / "b", device_spec="cpu")
+    # ... but a new selection rule re-selects the finished run without training: select avg writes the
+    # mean of the last avg_epochs epochs' weights (WeSpeaker's avg_model)
+    ep1 = torch.load(tmp_path / "a/ckpt/ep001.pt", weights_only=False)["model"]
+    summary = train({**cfg, "train": {**cfg["train"], "select": "avg", "avg_epochs": 2}}, few_speakers,
+                    tmp_path / "a", device_spec="cpu")
+    assert summary["averaged_epochs"] == [1, 2] and summary["select"] == "avg"
+    assert len(_log(tmp_path / "a")) == 2                 # nothing retrained
+    final = torch.load(tmp_path / "a/final.pt", weights_only=False)
+    for k, v in final["model"].items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, ((ep1[k].double() + a["model"][k].double()) / 2).to(v.dtype))
+        else:
+            assert torch.equal(v, a["model"][k]), k
 
 
 def test_ddp_two_processes_gloo(few_speakers: Path, tmp_path, root: Path, recipe_env):

@@ -241,3 +241,10 @@ def test_log_dates_become_iso(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     log.write_text("# /abs/pyscripts/score_trials.py a 'b c'\n# Started at Thu Nov 26 08:08:15 UTC 2026\n#\n")
     assert _log_header(log) == (["/abs/pyscripts/score_trials.py", "a", "b c"], "2026-11-26 08:08:15")
+
+
+def test_epoch_cell_shows_selection_or_average() -> None:
+    from sslsv.report.collect import _epoch_cell
+    assert _epoch_cell({"final_epoch": 5, "epochs": 6}) == "5/6"
+    assert _epoch_cell({"final_epoch": 12, "epochs": 12, "averaged_epochs": [10, 11, 12]}) == "avg 10-12/12"
+    assert _epoch_cell(None) == "–"

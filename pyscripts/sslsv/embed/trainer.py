@@ -234,6 +234,15 @@ def checkpoint_state(s: TrainSetup, epoch: int, stats: EpochStats, val_eer: floa
             "torch_version": torch.__version__, "val_eer": val_eer}
 
 
+SELECTION_KEYS = ("select", "avg_epochs")   # train keys read only after the last epoch
+
+
+def _training_part(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The config without the selection keys: a finished run can be re-selected (``select``,
+    ``avg_epochs``) by resuming it with the new rule, without retraining."""
+    return {**cfg, "train": {k: v for k, v in cfg["train"].items() if k not in SELECTION_KEYS}}
+
+
 def resume(ckpt_dir: Path, net: SpeakerNet, opt: torch.optim.Optimizer, rc: RunConfig, label_hash: str,
            data_dir: str | os.PathLike, d: Dist) -> int:
     """Load the newest checkpoint of ``ckpt_dir`` (if any) into ``net`` and ``opt`` and restore the global
@@ -246,7 +255,7 @@ def resume(ckpt_dir: Path, net: SpeakerNet, opt: torch.optim.Optimizer, rc: RunC
     if st["label_map_sha1"] != label_hash:
         raise DataError(f"{last}: trained on different labels than {data_dir}/utt2spk; use a new output "
                         f"dir or remove {ckpt_dir}")
-    if with_defaults(st["config"]) != rc.raw:
+    if _training_part(with_defaults(st["config"])) != _training_part(rc.raw):
         raise DataError(f"{last}: the config differs from the one the checkpoint was trained with "
                         f"({ckpt_dir.parent / 'config.yaml'}); use a new output dir or remove {ckpt_dir}")
     net.model.load_state_dict(st["model"])
@@ -624,7 +633,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
 
     summary: dict[str, Any] = {}
     if d.main and stop == epochs:
-        summary = _finalise(s.out, s.ckpt_dir, epochs, rc.train.select)
+        summary = _finalise(s.out, s.ckpt_dir, epochs, rc.train.select, rc.train.avg_epochs)
     d.barrier()
     return summary
 
@@ -665,23 +674,48 @@ def best_epoch(log_path: Path) -> dict[str, Any]:
     return best
 
 
-def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str) -> dict[str, Any]:
-    """Write final.pt (the selected epoch's network) and final.json."""
+def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of model state dicts (WeSpeaker's ``avg_model``): floating-point tensors (weights,
+    batch-norm running statistics) are averaged in float64 and cast back; integer ones (batch-norm
+    ``num_batches_tracked``) are taken from the last state."""
+    if not states:
+        raise ValueError("average_states: no states to average")
+    avg = {}
+    for k, last in states[-1].items():
+        if last.is_floating_point():
+            avg[k] = (sum(st[k].double() for st in states) / len(states)).to(last.dtype)
+        else:
+            avg[k] = last.clone()
+    return avg
+
+
+def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str, avg_epochs: int = 1) -> dict[str, Any]:
+    """Write final.pt (the selected epoch's network, or the average of the last ``avg_epochs`` epochs'
+    weights for ``select: avg``) and final.json."""
     best = best_epoch(out / "train_log.tsv")
     if select == "best" and best["epoch"] == 0:
         select = "last: no validation EER"   # too few held-out utterances for target and nontarget trials
     epoch = best["epoch"] if select == "best" else epochs
     st = torch.load(ckpt_dir / f"ep{epoch:03d}.pt", map_location="cpu", weights_only=False)
-    final = {"model": st["model"], "config": st["config"], "epoch": epoch, "val_eer": st["val_eer"],
-             "speakers": st["speakers"], "num_classes": st["num_classes"]}
+    averaged: list[int] = []
+    val_eer = st["val_eer"]
+    if select == "avg":
+        averaged = list(range(max(1, epochs - avg_epochs + 1), epochs + 1))
+        states = [torch.load(ckpt_dir / f"ep{e:03d}.pt", map_location="cpu", weights_only=False)["model"]
+                  for e in averaged[:-1]] + [st["model"]]
+        st = {**st, "model": average_states(states)}
+        val_eer = float("nan")               # the average was never validated
+    final = {"model": st["model"], "config": st["config"], "epoch": epoch, "val_eer": val_eer,
+             "speakers": st["speakers"], "num_classes": st["num_classes"], "averaged_epochs": averaged}
     with atomic_path(out / "final.pt") as tmp:
         torch.save(final, tmp)
-    summary = {"final_epoch": epoch, "select": select, "val_eer": st["val_eer"], "best": best,
-               "epochs": epochs, **provenance()}
+    summary = {"final_epoch": epoch, "select": select, "val_eer": val_eer, "best": best,
+               "epochs": epochs, "averaged_epochs": averaged, **provenance()}
     with atomic_path(out / "final.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    val = "" if math.isnan(st["val_eer"]) else f"; validation EER {st['val_eer']:.2f}%"
-    log.info(f"final.pt = epoch {epoch} ({select}{val})")
+    what = f"the average of epochs {averaged[0]}-{averaged[-1]}" if averaged else f"epoch {epoch}"
+    val = "" if math.isnan(val_eer) else f"; validation EER {val_eer:.2f}%"
+    log.info(f"final.pt = {what} ({select}{val})")
     return summary
 
 

@@ -230,9 +230,18 @@ def _system(d: Path, res: Results) -> System | None:
     return System(name=d.name, labels=labels, config=config, head=head, mixup=kind, alpha=alpha, cosine=cos,
                   asnorm=asn, trials=result.get("trials") if result else None,
                   num_trials=result["cosine"].get("num_trials") if result else None,
-                  epoch=f"{final.get('final_epoch', '?')}/{final.get('epochs', '?')}" if final else "–",
+                  epoch=_epoch_cell(final),
                   date=date, machine=src.get("machine", NOT_RECORDED),
                   command=_relative_command(cmd) if cmd else None)
+
+
+def _epoch_cell(final: dict[str, Any] | None) -> str:
+    """The report's "epoch (sel./all)" cell: the selected epoch, or the averaged range ("avg 10-12")."""
+    if not final:
+        return "–"
+    avg = final.get("averaged_epochs") or []
+    sel = f"avg {avg[0]}-{avg[-1]}" if avg else final.get("final_epoch", "?")
+    return f"{sel}/{final.get('epochs', '?')}"
 
 
 def _true_count(res: Results) -> int | None:
