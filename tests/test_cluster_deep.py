@@ -206,21 +206,45 @@ def test_schedule_in_steps() -> None:
 
 
 def test_head_rule() -> None:
-    """``hidden: auto`` gives a linear head on small data (few vectors per cluster) and a hidden layer only
-    where the rule's N and N / C both hold; an explicit value is used as given."""
-    from sslsv.cluster.deep.schedule import HEAD_RULE, auto_hidden
+    """``hidden: auto`` trains a linear head on small data (few vectors per cluster), and a linear head
+    and the rule's hidden head where the rule's N and N / C both hold; an explicit value is used as
+    given."""
+    from sslsv.cluster.deep.schedule import HEAD_RULE, auto_heads
 
-    assert auto_hidden(2000, 100) == "" and auto_hidden(768, 48) == ""
+    assert auto_heads(2000, 100) == ("",) and auto_heads(768, 48) == ("",)
     for min_n, per_cluster, hidden in HEAD_RULE:
-        assert auto_hidden(min_n, min_n // per_cluster) == hidden
-        assert auto_hidden(min_n - 1, (min_n - 1) // per_cluster) != hidden
-        assert auto_hidden(min_n, min_n // per_cluster + 1) != hidden
+        assert auto_heads(min_n, min_n // per_cluster) == ("", hidden)
+        assert auto_heads(min_n - 1, (min_n - 1) // per_cluster) == ("",)
+        assert auto_heads(min_n, min_n // per_cluster + 1) == ("",)
     x, _ = blobs(n_per=25, k=4)
     est = DeepIMClustering(n_clusters=4, steps=2, device="cpu", verbose=False).fit(x)
     assert est.hidden_ == "linear" and isinstance(est.model_.body, torch.nn.Sequential)
     assert len(est.model_.body) == 0 and est.model_.out.in_features == x.shape[1]
+    assert [r["head"] for r in est.runs_] == ["linear"]
     est = DeepIMClustering(n_clusters=4, hidden="16-8", steps=2, device="cpu", verbose=False).fit(x)
     assert est.hidden_ == "16-8" and est.model_.out.in_features == 8
+
+
+def test_auto_head_keeps_the_lower_objective(monkeypatch, tmp_path) -> None:
+    """Where the rule offers a hidden head, both heads are trained and the one of lower unsupervised
+    objective is kept; it is the run an explicit ``hidden`` of that head gives, and a rerun resumes
+    both runs from their checkpoints."""
+    from sslsv.cluster.deep import estimator as est_mod
+
+    monkeypatch.setattr(est_mod, "auto_heads", lambda n, c: ("", "16"))
+    x, _ = blobs(n_per=25, k=4)
+    common = dict(n_clusters=4, steps=40, device="cpu", verbose=False, random_state=2)
+    auto = DeepIMClustering(**common, checkpoint_dir=str(tmp_path)).fit(x)
+    assert [r["head"] for r in auto.runs_] == ["linear", "16"]
+    objectives = [r["objective"] for r in auto.runs_]
+    kept = int(np.argmin(objectives))
+    assert auto.best_run_ == kept and auto.hidden_ == ["linear", "16"][kept]
+    single = DeepIMClustering(**common, hidden=auto.hidden_).fit(x)
+    assert single.objective_ == pytest.approx(auto.objective_, rel=1e-6)
+    np.testing.assert_array_equal(single.labels_, auto.labels_)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run0", "run1"]
+    again = DeepIMClustering(**common, checkpoint_dir=str(tmp_path)).fit(x)
+    assert [r["objective"] for r in again.runs_] == objectives
 
 
 def test_restarts_keep_the_lowest_unsupervised_objective() -> None:

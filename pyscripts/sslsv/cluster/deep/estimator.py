@@ -24,10 +24,12 @@ L_symmetry / InfoNCE / VICReg are the i-vectors of augmented audio when ``fit`` 
 Training (docs/clustering.md, "Training schedule"): ``steps`` optimiser steps of Adam (lr 0.02, decayed
 per step to 0.1 × lr), batches of min(10,240, N, max(256, N / 8)) vectors, each epoch a pass over a fresh
 permutation (full batches), λ = 0.5, μ = 3.5; the head from N and C (``hidden: auto``,
-:mod:`.schedule`). The papers' own setting (SGD momentum 0.9, lr 0.01 × 0.996 per epoch, batch 10,240
-capped at N, 150 epochs, 1200-1200) is ``steps: 0`` with ``conf/cluster/schedule/paper.yaml``, the
-``<method>_paper`` configs. ``n_init`` runs from consecutive seeds keep the one with the lowest
-unsupervised objective. A checkpoint (model, optimizer, epoch, random states, curve) is written atomically
+:mod:`.schedule`: a linear head, and where the head rule allows also a hidden one, the two compared by
+the unsupervised objective like restarts). The papers' own setting (SGD momentum 0.9, lr 0.01 × 0.996
+per epoch, batch 10,240 capped at N, 150 epochs, 1200-1200) is ``steps: 0`` with
+``conf/cluster/schedule/paper.yaml``, the ``<method>_paper`` configs. ``n_init`` runs from consecutive
+seeds keep the one with the lowest unsupervised objective. A checkpoint (model, optimizer, epoch, random
+states, curve) is written atomically
 after every epoch to ``checkpoint_dir/run<i>``; ``fit`` continues from it when every parameter but the
 device, logging and evaluation options is the same. True labels, when given as ``eval_labels``, are only
 used to add the supervised metrics (``eval_metrics``: ACC, AMI, NMI, ..., purity) to the per-epoch curve,
@@ -71,7 +73,7 @@ from ..registry import register
 from . import losses
 from .knn import kth_neighbor_distance
 from .model import ClusterMLP, frozen_bn_stats, parse_hidden
-from .schedule import Schedule, auto_hidden, auto_vat_k, plan
+from .schedule import Schedule, auto_heads, auto_vat_k, plan
 from .views import IvectorAugment
 
 log = logging.getLogger(__name__)
@@ -200,10 +202,12 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                     min_batch_size=int(self.min_batch_size), batches_per_epoch=int(self.batches_per_epoch),
                     lr=float(self.lr), lr_decay=float(self.lr_decay), lr_final=float(self.lr_final))
 
-    def hidden_layers(self, n: int) -> list[int]:
-        """Hidden widths for N vectors: ``hidden`` as given, or the head rule for ``auto``."""
-        h = auto_hidden(n, self.n_clusters) if str(self.hidden) == "auto" else self.hidden
-        return parse_hidden(h)
+    def heads(self, n: int) -> list[str]:
+        """The heads trained for N vectors, as hidden widths ("" linear, "512", "1200-1200"): ``hidden``
+        as given, or the candidates of the head rule for ``auto`` (:func:`.schedule.auto_heads`)."""
+        if str(self.hidden) != "auto":
+            return ["-".join(map(str, parse_hidden(self.hidden)))]
+        return list(auto_heads(n, self.n_clusters))
 
     def neighbour_k(self, n: int) -> int:
         """The neighbour rank k of the VAT radius for N vectors (``vat_k`` or the ``auto`` rule)."""
@@ -216,9 +220,9 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         (V, N, d): augmented copies of every row (CAMSAT's views from augmented audio). ``eval_labels``:
         true labels used only for the evaluation columns of the curve.
 
-        With ``n_init`` > 1 the network is trained from ``n_init`` seeds (``random_state`` + i) and the run
-        with the lowest unsupervised objective (:meth:`objective`) is kept, as k-means keeps the run of
-        lowest inertia; the true labels play no part in the choice."""
+        With ``n_init`` > 1 the network is trained from ``n_init`` seeds (``random_state`` + i), for each
+        head of :meth:`heads`, and the run with the lowest unsupervised objective (:meth:`objective`) is
+        kept, as k-means keeps the run of lowest inertia; the true labels play no part in the choice."""
         self._check()
         X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = X.shape
@@ -233,11 +237,13 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
             raise DataError(f"views must be (V, {n}, {d}), got {views.shape}")
         self.views_used_ = ("audio" if use_audio_views else "ivector") if self._uses_views() else "none"
         self.schedule_ = sched
-        self.hidden_ = "-".join(map(str, self.hidden_layers(n))) or "linear"
+        heads = self.heads(n)
         self.vat_k_ = self.neighbour_k(n)
-        self._progress(f"{n} vectors, {self.n_clusters} clusters: head {d}-{self.hidden_}-{self.n_clusters}, "
-                  f"{sched.steps} steps of batch {sched.batch_size} ({sched.epochs} epochs), "
-                  f"{self.optimizer} lr {sched.lr:g}, VAT k {self.vat_k_}, {self.n_init} run(s)")
+        shown = " or ".join(f"{d}-{h or 'linear'}-{self.n_clusters}" for h in heads)
+        self._progress(f"{n} vectors, {self.n_clusters} clusters: head {shown}, "
+                       f"{sched.steps} steps of batch {sched.batch_size} ({sched.epochs} epochs), "
+                       f"{self.optimizer} lr {sched.lr:g}, VAT k {self.vat_k_}, "
+                       f"{self.n_init * len(heads)} run(s)")
 
         ckpt_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else None
         threads = torch.get_num_threads()
@@ -252,23 +258,27 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
             dt = torch.from_numpy(delta.astype(np.float32)).to(dev)
             data = _Data(Xt, dt, Vt, self.vat_xi * self.knn_distance_median_, self._augment(X))
             runs = []
-            for i in range(int(self.n_init)):
-                seed = int(self.random_state) + i
+            plan_ = [(h, int(self.random_state) + s) for h in heads for s in range(int(self.n_init))]
+            for i, (head, seed) in enumerate(plan_):
                 run_dir = ckpt_dir / f"run{i}" if ckpt_dir is not None else None
-                fingerprint = _fingerprint(X, dict(self.get_params(), random_state=seed),
-                                           views if use_audio_views else None)
-                model, curve = self._train(data, sched, seed, run_dir, fingerprint, eval_labels, i)
+                params = dict(self.get_params(), random_state=seed)
+                if len(heads) > 1:
+                    params["hidden"] = head or "linear"
+                fingerprint = _fingerprint(X, params, views if use_audio_views else None)
+                model, curve = self._train(data, sched, head, seed, run_dir, fingerprint, eval_labels, i,
+                                           len(plan_))
                 objective = self.objective(model, data, sched)
-                runs.append({"seed": seed, "objective": objective, "curve": curve, "model": model,
-                             "num_clusters": curve[-1]["num_clusters"]})
-                if self.n_init > 1:
-                    self._progress(f"run {i + 1}/{self.n_init} (seed {seed}): objective {objective:.5f}, "
-                              f"{curve[-1]['num_clusters']} clusters")
+                runs.append({"head": head or "linear", "seed": seed, "objective": objective, "curve": curve,
+                             "model": model, "num_clusters": curve[-1]["num_clusters"]})
+                if len(plan_) > 1:
+                    self._progress(f"run {i + 1}/{len(plan_)} (head {head or 'linear'}, seed {seed}): "
+                                   f"objective {objective:.5f}, {curve[-1]['num_clusters']} clusters")
         finally:
             torch.set_num_threads(threads)
         best = min(range(len(runs)), key=lambda i: (runs[i]["objective"], i))
-        self.runs_ = [{k: r[k] for k in ("seed", "objective", "num_clusters")} for r in runs]
+        self.runs_ = [{k: r[k] for k in ("head", "seed", "objective", "num_clusters")} for r in runs]
         self.best_run_ = best
+        self.hidden_ = runs[best]["head"]
         model = runs[best]["model"]
         self.model_ = model.eval()
         self.device_ = dev
@@ -279,8 +289,8 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
         return self
 
     def training_summary(self) -> dict[str, Any]:
-        """What the fit resolved (head, schedule, VAT k) and every restart's seed and objective, for
-        ``metrics.json``."""
+        """What the fit resolved (the kept head, schedule, VAT k) and every run's head, seed and
+        objective, for ``metrics.json``."""
         s = self.schedule_
         return {"head": self.hidden_, "steps": s.steps, "epochs": s.epochs, "batch_size": s.batch_size,
                 "batches_per_epoch": s.batches_per_epoch, "vat_k": self.vat_k_,
@@ -292,15 +302,17 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                               scale_range=self.view_scale_range,
                               renormalize=bool(np.allclose(np.linalg.norm(X[:100], axis=1), 1, atol=1e-3)))
 
-    def _train(self, data: _Data, sched: Schedule, seed: int, ckpt_dir: Path | None, fingerprint: str,
-               eval_labels: Any, run: int) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-        """One training run from ``seed``; resumes from (and checkpoints to) ``ckpt_dir/last.pt``."""
+    def _train(self, data: _Data, sched: Schedule, head: str, seed: int, ckpt_dir: Path | None,
+               fingerprint: str, eval_labels: Any, run: int, n_runs: int
+               ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+        """One training run of the head ``head`` (hidden widths, "" linear) from ``seed``; resumes from
+        (and checkpoints to) ``ckpt_dir/last.pt``."""
         dev = data.x.device
         n, d = data.x.shape
         torch.manual_seed(seed)
         gen_cpu = torch.Generator().manual_seed(seed)
         gen_dev = torch.Generator(device=dev).manual_seed(seed + 1)
-        model = ClusterMLP(d, self.n_clusters, self.hidden_layers(n), self.hidden_init_scale,
+        model = ClusterMLP(d, self.n_clusters, parse_hidden(head), self.hidden_init_scale,
                            self.out_init_scale).to(dev)
         if self.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(
@@ -377,7 +389,7 @@ class DeepIMClustering(ClusterMixin, BaseEstimator):
                                 "gen_cpu": gen_cpu.get_state(), "gen_dev": gen_dev.get_state().cpu(),
                                 "epoch": epoch + 1, "curve": curve, "fingerprint": fingerprint}, tmp)
             if self._log_epoch(-(-(epoch + 1) // every), n_rows):
-                self._progress(_fmt_row(row, term_names, sched.epochs, run, self.n_init))
+                self._progress(_fmt_row(row, term_names, sched.epochs, run, n_runs))
             sums = dict.fromkeys(("total", *term_names), 0.0)
             done = 0
             t0 = time.time()
