@@ -23,20 +23,19 @@ L_symmetry / InfoNCE / VICReg are the i-vectors of augmented audio when ``fit`` 
 
 Training (docs/clustering.md, "Training schedule"): ``steps`` optimiser steps of Adam (lr 0.02, decayed
 per step to 0.1 × lr), batches of min(10,240, N, max(256, N / 8)) vectors, each epoch a pass over a fresh
-permutation (full batches), λ = 0.5, μ = 3.5; the head from N and C (``hidden: auto``,
-:mod:`.schedule`: a linear head, and where the head rule allows also a hidden one, the two compared by
-the unsupervised objective like restarts). The papers' own setting (SGD momentum 0.9, lr 0.01 × 0.996
-per epoch, batch 10,240 capped at N, 150 epochs, 1200-1200) is ``steps: 0`` with
-``conf/cluster/schedule/paper.yaml``, the ``<method>_paper`` configs. ``n_init`` runs from consecutive
-seeds keep the one with the lowest unsupervised objective. A checkpoint (model, optimizer, epoch, random
-states, curve) is written atomically
+permutation (full batches), λ = 0.5, μ = 3.5; the head from N and C (``hidden: auto``, :mod:`.schedule`: a
+linear head, and where the head rule allows also a hidden one, the two compared by the unsupervised
+objective like restarts). The papers' own setting (SGD momentum 0.9, lr 0.01 × 0.996 per epoch, batch
+10,240 capped at N, 150 epochs, 1200-1200) is ``steps: 0`` with ``conf/cluster/schedule/paper.yaml``, the
+``<method>_paper`` configs. ``n_init`` runs from consecutive seeds keep the one with the lowest
+unsupervised objective. A checkpoint (model, optimizer, epoch, random states, curve) is written atomically
 after every epoch to ``checkpoint_dir/run<i>``; ``fit`` continues from it when every parameter but the
 device, logging and evaluation options is the same. True labels, when given as ``eval_labels``, are only
 used to add the supervised metrics (``eval_metrics``: ACC, AMI, NMI, ..., purity) to the per-epoch curve,
-never for training or model selection: the model of the last epoch is the result. On the CPU the
-training runs with ``num_threads`` torch threads (1) whatever the process' setting, because the float32
-sums of a matrix product depend on how it is split between threads, and a run must give the same labels
-on any machine.
+never for training or model selection: the model of the last epoch is the result. On the CPU the training
+runs with ``num_threads`` torch threads (1) whatever the process' setting, because the float32 sums of a
+matrix product depend on how it is split between threads, and a run must give the same labels on any
+machine.
 
 Design choices (docs/algorithms.md [I] items), each a parameter:
 
