@@ -129,6 +129,7 @@ def test_typed_sections_follow_the_defaults_and_checks():
         TrainConfig.from_dict({"epoch": 3})
     for bad, match in [("mixup.layer=conv", "mixup.layer"), ("mixup.alpha=0", "mixup.alpha"),
                        ("optim.name=lamb", "optim.name"), ("train.select=first", "train.select"),
+                       ("train.select=avg0", "train.select"), ("train.select=avgx", "train.select"),
                        ("train.batch_size=0", "train.batch_size")]:
         with pytest.raises(DataError, match=match):
             load_embed_config(XS, ["mixup.kind=lmix", bad])
@@ -201,12 +202,12 @@ def test_resume_is_exact(few_speakers: Path, tmp_path):
     # a changed config is refused rather than silently mixed into the old run
     with pytest.raises(DataError, match="config differs"):
         train(_cfg("train.epochs=3"), few_speakers, tmp_path / "b", device_spec="cpu")
-    # ... but a new selection rule re-selects the finished run without training: select avg writes the
-    # mean of the last avg_epochs epochs' weights (WeSpeaker's avg_model)
+    # ... but a new selection rule re-selects the finished run without training: select avg<k> writes
+    # the mean of the last k epochs' weights (WeSpeaker's avg_model)
     ep1 = torch.load(tmp_path / "a/ckpt/ep001.pt", weights_only=False)["model"]
-    summary = train({**cfg, "train": {**cfg["train"], "select": "avg", "avg_epochs": 2}}, few_speakers,
-                    tmp_path / "a", device_spec="cpu")
-    assert summary["averaged_epochs"] == [1, 2] and summary["select"] == "avg"
+    summary = train({**cfg, "train": {**cfg["train"], "select": "avg2"}}, few_speakers, tmp_path / "a",
+                    device_spec="cpu")
+    assert summary["averaged_epochs"] == [1, 2] and summary["select"] == "avg2"
     assert len(_log(tmp_path / "a")) == 2                 # nothing retrained
     final = torch.load(tmp_path / "a/final.pt", weights_only=False)
     for k, v in final["model"].items():

@@ -59,8 +59,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "val_min_utts": 4,      # only speakers with at least this many utterances give validation ones
         "val_max_nontarget": 20000,  # validation trials: every target pair and at most this many others
         "val_every": 1,         # epochs between validations
-        "select": "best",       # best (lowest validation EER) | last | avg: what becomes final.pt
-        "avg_epochs": 3,        # select: avg: the weights of the last this many epochs averaged
+        "select": "best",       # best (lowest validation EER) | last | avg<k> (mean of the last k epochs)
         "amp": False,           # bf16 autocast of the network on CUDA (the heads compute in fp32 regardless)
         "tf32": True,           # CUDA: TF32 matmuls/convolutions in fp32 training (10-bit mantissa products)
         "log_every": 20,        # iterations between progress lines
@@ -177,18 +176,22 @@ class TrainConfig(_Section):
     val_max_nontarget: int
     val_every: int
     select: str
-    avg_epochs: int
     amp: bool
     tf32: bool
     log_every: int
     max_extract_frames: int
 
+    @property
+    def avg_epochs(self) -> int:
+        """k of ``select: avg<k>`` (0 for best / last or a malformed rule)."""
+        k = self.select[3:]
+        return int(k) if self.select.startswith("avg") and k.isdigit() else 0
+
     def check(self) -> None:
         """A known selection rule and at least one epoch and one sample per batch."""
-        if self.select not in ("best", "last", "avg"):
-            raise DataError(f"train.select={self.select!r}: expected best | last | avg")
-        if self.avg_epochs < 1:
-            raise DataError(f"train.avg_epochs must be at least 1, got {self.avg_epochs}")
+        if self.select not in ("best", "last") and self.avg_epochs < 1:
+            raise DataError(f"train.select={self.select!r}: expected best | last | avg<k> (k >= 1, the "
+                            "last k epochs' weights averaged, e.g. avg3)")
         if self.epochs < 1 or self.batch_size < 1:
             raise DataError("train.epochs and train.batch_size must be at least 1")
 

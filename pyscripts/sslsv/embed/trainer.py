@@ -234,13 +234,10 @@ def checkpoint_state(s: TrainSetup, epoch: int, stats: EpochStats, val_eer: floa
             "torch_version": torch.__version__, "val_eer": val_eer}
 
 
-SELECTION_KEYS = ("select", "avg_epochs")   # train keys read only after the last epoch
-
-
 def _training_part(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The config without the selection keys: a finished run can be re-selected (``select``,
-    ``avg_epochs``) by resuming it with the new rule, without retraining."""
-    return {**cfg, "train": {k: v for k, v in cfg["train"].items() if k not in SELECTION_KEYS}}
+    """The config without ``train.select`` (read only after the last epoch): a finished run is re-selected
+    by resuming it with another rule, without retraining."""
+    return {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "select"}}
 
 
 def resume(ckpt_dir: Path, net: SpeakerNet, opt: torch.optim.Optimizer, rc: RunConfig, label_hash: str,
@@ -689,9 +686,9 @@ def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
     return avg
 
 
-def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str, avg_epochs: int = 1) -> dict[str, Any]:
-    """Write final.pt (the selected epoch's network, or the average of the last ``avg_epochs`` epochs'
-    weights for ``select: avg``) and final.json."""
+def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str, avg_epochs: int = 0) -> dict[str, Any]:
+    """Write final.pt (the selected epoch's network, or for ``select: avg<k>`` the average of the last
+    ``avg_epochs`` = k epochs' weights) and final.json."""
     best = best_epoch(out / "train_log.tsv")
     if select == "best" and best["epoch"] == 0:
         select = "last: no validation EER"   # too few held-out utterances for target and nontarget trials
@@ -699,7 +696,7 @@ def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str, avg_epochs: i
     st = torch.load(ckpt_dir / f"ep{epoch:03d}.pt", map_location="cpu", weights_only=False)
     averaged: list[int] = []
     val_eer = st["val_eer"]
-    if select == "avg":
+    if avg_epochs > 0:
         averaged = list(range(max(1, epochs - avg_epochs + 1), epochs + 1))
         states = [torch.load(ckpt_dir / f"ep{e:03d}.pt", map_location="cpu", weights_only=False)["model"]
                   for e in averaged[:-1]] + [st["model"]]
