@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from sslsv.embed.contrastive import NTXent, nt_xent
+from sslsv.embed.contrastive import NTXentHead, nt_xent
 
 
 def literal(z: np.ndarray, tau: float, m: float, kind: str, symmetric: bool) -> float:
@@ -77,14 +77,49 @@ def test_negative_counts_closed_form():
             math.log(1 + v * (b - 1) * math.exp(0.2 / 0.5)), rel=1e-6)
 
 
-def test_gradients_and_module():
+def test_gradients_and_head():
     z = torch.randn(6, 2, 16, dtype=torch.float32, requires_grad=True)
-    loss = NTXent(temperature=0.03, margin=0.1, margin_type="aam")(z)
+    loss = nt_xent(z, temperature=0.03, margin=0.1, margin_type="aam")
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
     # identical views of orthogonal utterances: loss near 0 at a small temperature, without a margin
     e = torch.eye(4).unsqueeze(1).repeat(1, 2, 1)
     assert float(nt_xent(e, 0.05)) < 1e-6
+    # the head: embeddings of B utterances x V views flattened utterance-major; per-utterance losses whose
+    # mean is the scalar loss; no projector by default
+    torch.manual_seed(0)
+    for sym, v in [(True, 2), (False, 3)]:
+        head = NTXentHead(16, temperature=0.1, margin=0.2, symmetric=sym, views=v)
+        emb = torch.randn(5 * v, 16, dtype=torch.float64)
+        per = head.loss_per_sample(emb)
+        assert per.shape == (5,)
+        ref = nt_xent(emb.reshape(5, v, 16), 0.1, 0.2, symmetric=sym)
+        torch.testing.assert_close(per.mean(), ref)
+    # top-1 contrastive accuracy: views equal to their utterance's direction are all found
+    head = NTXentHead(4)
+    assert head.num_correct(torch.eye(4).repeat_interleave(2, dim=0)) == 4
+    proj = NTXentHead(16, projector="32-8")
+    assert proj.loss_per_sample(torch.randn(8, 16)).shape == (4,) and len(proj.projector) == 4
+    with pytest.raises(ValueError, match="mixup"):
+        proj.mixed_loss_per_sample(torch.randn(8, 16), None, None, None)
+    with pytest.raises(ValueError, match="expected"):
+        proj.loss_per_sample(torch.randn(7, 16))
+
+
+def test_per_utterance_losses_match_the_literal_formula():
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((4, 2, 6))
+    per = nt_xent(torch.from_numpy(z), 0.3, 0.1, "am", True, reduction="none").numpy()
+    # utterance i's loss: the literal formula's pairs whose anchor is a view of i, averaged
+    e = z / np.linalg.norm(z, axis=2, keepdims=True)
+    for i in range(4):
+        pairs = []
+        for a in range(2):
+            p = 1 - a
+            negs = [e[i, a] @ e[j, c] / 0.3 for j in range(4) if j != i for c in range(2)]
+            lp = (e[i, a] @ e[i, p] - 0.1) / 0.3
+            pairs.append(-lp + math.log(math.exp(lp) + sum(math.exp(n) for n in negs)))
+        assert per[i] == pytest.approx(np.mean(pairs), rel=1e-10)
 
 
 @pytest.mark.parametrize("kwargs, msg", [({"temperature": 0}, "temperature"),

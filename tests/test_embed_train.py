@@ -244,3 +244,58 @@ def test_ddp_two_processes_gloo(few_speakers: Path, tmp_path, root: Path, recipe
     assert runs[2][0] == pytest.approx(runs[1][0], rel=0.25), runs
     for losses in runs.values():
         assert min(losses[3:]) < 0.2 * losses[0], runs
+
+
+def _separation(model: torch.nn.Module, data_dir: Path, rc: RunConfig) -> tuple[float, float]:
+    """EER (%) and d' of cosine scores (after mean removal) over every pair of the data dir's utterances."""
+    from sslsv.embed import data as edata
+    from sslsv.embed.extract import embed_all
+    from sslsv.embed.trainer import validation_eer
+
+    items = edata.read_training_list(data_dir)
+    feats = [(items.utts[i], items.utterance_features(i, rc.features)) for i in range(len(items))]
+    ti, tj, tgt = validation_trials(items.labels, 100_000, 0)
+    e = np.stack([x for _, x in embed_all(model, feats, torch.device("cpu"), 6000)])
+    e = e - e.mean(0)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    c = (e[ti] * e[tj]).sum(1)
+    d_prime = (c[tgt].mean() - c[~tgt].mean()) / np.sqrt((c[tgt].var() + c[~tgt].var()) / 2)
+    return validation_eer(e, ti, tj, tgt), float(d_prime)
+
+
+def test_contrastive_training_without_labels(few_speakers: Path, tmp_path):
+    """head.name=ntxent (NT-Xent-AM, two views per utterance): the labels play no part (a permuted utt2spk
+    gives bit-identical weights), the loss falls, and the network separates the 4 speakers better than at
+    initialisation (all 496 pairs of the 32 utterances; measured: EER 28.6 -> 22.3 %, d' 1.11 -> 1.45 with
+    this seed; at this size the gain depends on the seed: seeds 1 and 2 gave 29.5 -> 29.5 and 29.5 ->
+    27.7 %)."""
+    from sslsv.embed.trainer import _build_network, load_final, read_data
+
+    opts = ["head.name=ntxent", "head.temperature=0.1", "augment.spec_aug=true", "optim.name=adam",
+            "optim.lr=0.004", "optim.final_lr=0.001", "optim.ref_batch=8", "optim.weight_decay=0"]
+    cfg = _cfg("train.epochs=20", *opts)
+    rc = RunConfig.from_dict(cfg)
+    _, net0 = _build_network(rc, read_data(rc, few_speakers), torch.device("cpu"))
+    before = _separation(net0.model, few_speakers, rc)
+    summary = train(cfg, few_speakers, tmp_path / "ssl", device_spec="cpu")
+    losses = [float(r["loss"]) for r in _log(tmp_path / "ssl")]
+    assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
+    after = _separation(load_final(tmp_path / "ssl/final.pt", torch.device("cpu")), few_speakers, rc)
+    assert after[0] < before[0] and after[1] > before[1], (before, after)
+    assert summary["select"] == "last: no validation EER"
+    assert torch.load(tmp_path / "ssl/ckpt/ep001.pt", weights_only=False)["speakers"] == []
+    # labels unused: a data dir whose utt2spk is permuted trains to the same weights
+    perm = tmp_path / "permuted"
+    perm.mkdir()
+    for name in ("wav.scp", "vad.scp"):
+        (perm / name).write_text((few_speakers / name).read_text())
+    rows = [ln.split() for ln in (few_speakers / "utt2spk").read_text().splitlines()]
+    spk = [s for _, s in rows][::-1]
+    (perm / "utt2spk").write_text("".join(f"{u} {s}\n" for (u, _), s in zip(rows, spk, strict=True)))
+    one = _cfg("train.epochs=1", *opts)
+    for d, out in ((few_speakers, "p0"), (perm, "p1")):
+        train(one, d, tmp_path / out, device_spec="cpu")
+    a, b = (torch.load(tmp_path / f"{o}/final.pt", weights_only=False)["model"] for o in ("p0", "p1"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(DataError, match="mixup.kind must be none"):
+        RunConfig.from_dict(_cfg("head.name=ntxent", "mixup.kind=imix"))

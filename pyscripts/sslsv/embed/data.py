@@ -387,7 +387,9 @@ def corrupt(x: np.ndarray, rate: int, cfg: AugConfig, rng: np.random.Generator,
 
 
 class ChunkDataset(torch.utils.data.Dataset):
-    """One random chunk per utterance and epoch, as ``(feats FloatTensor (T, F), label int)``.
+    """One random chunk per utterance and epoch, as ``(feats FloatTensor (T, F), label int)``; with
+    ``views`` > 1 that many chunks, each with its own draws (position, augmentation), stacked to
+    ``(views, T, F)``: the views of the contrastive objective (:class:`~.contrastive.NTXentHead`).
 
     ``num_classes`` is K (default: the list's speakers); with speed perturbation the labels live in
     ``0..num_classes_total-1`` = ``0..3K-1``. ``cache_audio`` keeps every utterance's voiced samples in
@@ -395,7 +397,8 @@ class ChunkDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, items: TrainingList, feat_cfg: FeatureConfig, aug_cfg: AugConfig,
-                 num_classes: int | None = None, seed: int = 0, cache_audio: bool = False) -> None:
+                 num_classes: int | None = None, seed: int = 0, cache_audio: bool = False,
+                 views: int = 1) -> None:
         if len(items) == 0:
             raise DataError("ChunkDataset: empty training list")
         if feat_cfg.use_vad and items.vads is None:
@@ -409,6 +412,9 @@ class ChunkDataset(torch.utils.data.Dataset):
             raise DataError(f"ChunkDataset: labels span 0..{int(items.labels.max())} but num_classes is "
                             f"{self.num_classes}")
         self.seed = int(seed)
+        if views < 1:
+            raise DataError(f"ChunkDataset: views must be >= 1, got {views}")
+        self.views = int(views)
         self.cache_audio = cache_audio
         self._cache: dict[int, np.ndarray] = {}
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -464,10 +470,11 @@ class ChunkDataset(torch.utils.data.Dataset):
         pos = np.where(pos < start, pos, pos + count)
         return [int(self._order[p]) for p in pos]
 
-    def draw(self, i: int) -> tuple[np.ndarray, int, dict[str, Any], np.random.Generator]:
-        """Steps 1-5 of item ``i`` at the current epoch: ``(chunk float64, label, info, rng)``, the rng
-        positioned for the dither draw."""
-        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+    def draw(self, i: int, view: int = 0) -> tuple[np.ndarray, int, dict[str, Any], np.random.Generator]:
+        """Steps 1-5 of item ``i`` (its view ``view``) at the current epoch: ``(chunk float64, label, info,
+        rng)``, the rng positioned for the dither draw. View 0 draws what a one-view item draws."""
+        key = [self.seed, self.epoch, int(i)] + ([int(view)] if view else [])
+        rng = np.random.default_rng(key)
         label = int(self.items.labels[i])
         x = self._voiced(i)
         n = self._chunk
@@ -498,8 +505,15 @@ class ChunkDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """``(features (T, F), label)``; with ``features.compute: device`` the dithered waveform chunk
-        ``(chunk_samples,)`` instead, for :func:`device_frontend` in the training step."""
-        y, label, _, rng = self.draw(i)
+        ``(chunk_samples,)`` instead, for :func:`device_frontend` in the training step; with ``views`` > 1
+        the views stacked on a first axis."""
+        if self.views == 1:
+            return self._view(i, 0)
+        parts = [self._view(i, v) for v in range(self.views)]
+        return torch.stack([x for x, _ in parts]), parts[0][1]
+
+    def _view(self, i: int, view: int) -> tuple[torch.Tensor, int]:
+        y, label, _, rng = self.draw(i, view)
         x = y.astype(np.float32)
         if self.feat_cfg.dither > 0:
             x += (self.feat_cfg.dither * rng.standard_normal(x.size)).astype(np.float32)

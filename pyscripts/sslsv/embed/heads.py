@@ -23,12 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-COS_EPS = 1e-7
-
-
-def _work_dtype(x: Tensor) -> torch.dtype:
-    """At least fp32: half / bfloat16 embeddings are promoted, float64 ones kept."""
-    return torch.promote_types(x.dtype, torch.float32)
+from .contrastive import NTXentHead
+from .margins import AAM_FALLBACKS, COS_EPS, angular_margin, work_dtype
 
 
 def _set_target(scores: Tensor, labels: Tensor, target: Tensor) -> Tensor:
@@ -86,6 +82,11 @@ class Head(nn.Module):
         """Set the current margin (called by the margin scheduler); a no-op for heads without one."""
 
     @torch.no_grad()
+    def num_correct(self, emb: Tensor, labels: Tensor) -> float:
+        """How many samples the head classifies as their label (training accuracy, as a count)."""
+        return float((self.predict(emb) == labels).sum())
+
+    @torch.no_grad()
     def predict(self, emb: Tensor) -> Tensor:
         """(B,) argmax of the margin-free scores (for training accuracy)."""
         with torch.autocast(emb.device.type, enabled=False):
@@ -109,7 +110,7 @@ class Head(nn.Module):
         if emb.dim() != 2 or emb.shape[1] != self.embed_dim:
             raise ValueError(f"{type(self).__name__}: expected embeddings (B, {self.embed_dim}), "
                              f"got {tuple(emb.shape)}")
-        return emb.to(_work_dtype(emb))
+        return emb.to(work_dtype(emb))
 
     def _check_labels(self, labels: Tensor, emb: Tensor) -> Tensor:
         if labels.dim() != 1 or labels.shape[0] != emb.shape[0]:
@@ -161,7 +162,7 @@ class _CosineHead(Head):
         nn.init.xavier_uniform_(self.weight)
 
     def cosine(self, emb: Tensor) -> Tensor:
-        emb = emb.to(_work_dtype(emb))
+        emb = emb.to(work_dtype(emb))
         w = F.normalize(self.weight.to(emb.dtype), dim=1)
         return (F.normalize(emb, dim=1) @ w.t()).clamp(-1.0 + COS_EPS, 1.0 - COS_EPS)
 
@@ -207,30 +208,6 @@ class CosFaceHead(AddMarginHead):
 
     def __init__(self, embed_dim: int, num_classes: int, scale: float = 64.0, margin: float = 0.35) -> None:
         super().__init__(embed_dim, num_classes, scale, margin)
-
-
-AAM_FALLBACKS = ("wespeaker", "insightface")
-
-
-def angular_margin(c: Tensor, margin: float, fallback: str = "wespeaker",
-                   easy_margin: bool = False) -> Tensor:
-    """cos(θ + m) of cosines c = cos θ: the additive angular margin of ArcFace (AAM-Softmax), and of the
-    positive pair in NT-Xent-AAM (:mod:`sslsv.embed.contrastive`).
-
-    Where θ + m > π (c ≤ th = cos(π − m)) cos(θ + m) is no longer decreasing in θ; there the result is
-    c − (1 + cos(π − m)) (``fallback="wespeaker"``, continuous at th, both sides −1) or c − m·sin m
-    (``"insightface"``, SpeechBrain / voxceleb_trainer, a small jump). ``easy_margin`` applies the margin
-    only where c > 0.
-    """
-    if fallback not in AAM_FALLBACKS:
-        raise ValueError(f"AAM fallback {fallback!r}; valid: {', '.join(AAM_FALLBACKS)}")
-    sin = torch.sqrt((1.0 - c * c).clamp(min=0.0))
-    phi = c * math.cos(margin) - sin * math.sin(margin)
-    if easy_margin:
-        return torch.where(c > 0, phi, c)
-    th = math.cos(math.pi - margin)
-    offset = 1.0 + th if fallback == "wespeaker" else margin * math.sin(math.pi - margin)
-    return torch.where(c > th, phi, c - offset)
 
 
 class AAMHead(_CosineHead):
@@ -362,20 +339,36 @@ HEADS: dict[str, type[Head]] = {
 }
 
 
+# Label-free objectives built like a head (stage 8 without labels): not margin heads, not in the study's
+# margin tables.
+LABEL_FREE_HEADS: dict[str, type[nn.Module]] = {"ntxent": NTXentHead}
+
+
+def _head_class(name: str) -> type[nn.Module]:
+    cls = HEADS.get(name) or LABEL_FREE_HEADS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown head {name!r}; valid: {', '.join([*HEADS, *LABEL_FREE_HEADS])}")
+    return cls
+
+
+def is_label_free(name: str) -> bool:
+    """Whether head ``name`` trains without labels (contrastive: every utterance is its own instance)."""
+    return bool(getattr(_head_class(name), "label_free", False))
+
+
 def head_params(name: str) -> list[str]:
     """The keyword parameters (beyond embed_dim, num_classes) that head ``name`` accepts."""
-    sig = inspect.signature(HEADS[name].__init__)
+    sig = inspect.signature(_head_class(name).__init__)
     return [p for p in sig.parameters if p not in ("self", "embed_dim", "num_classes")]
 
 
-def build_head(name: str, embed_dim: int, num_classes: int, **params: Any) -> Head:
-    """Head ``name`` (a key of HEADS) with its keyword parameters; unknown names / parameters raise
-    ValueError listing the valid ones."""
-    if name not in HEADS:
-        raise ValueError(f"unknown head {name!r}; valid: {', '.join(HEADS)}")
+def build_head(name: str, embed_dim: int, num_classes: int, **params: Any) -> nn.Module:
+    """Head ``name`` (a key of HEADS or LABEL_FREE_HEADS) with its keyword parameters; unknown names /
+    parameters raise ValueError listing the valid ones."""
+    cls = _head_class(name)
     valid = head_params(name)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"head {name!r}: unknown parameter(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(valid) or '(none)'}")
-    return HEADS[name](embed_dim, num_classes, **params)
+    return cls(embed_dim, num_classes, **params)

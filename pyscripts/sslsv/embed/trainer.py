@@ -51,7 +51,7 @@ from . import data as edata
 from .config import DEFAULTS, MarginConfig, MixupConfig, OptimConfig, TrainConfig, dump
 from .ecapa import build_model
 from .extract import embed_all
-from .heads import build_head
+from .heads import build_head, is_label_free
 from .mixup import MixSpec, sample_mix
 from .schedule import LrSchedule, MarginSchedule
 
@@ -230,7 +230,7 @@ def checkpoint_state(s: TrainSetup, epoch: int, stats: EpochStats, val_eer: floa
                                                             **asdict(s.m_sched)},
             "sampler": {"base_seed": s.rc.train.seed, "epoch": epoch},
             "num_classes": s.dataset.num_classes_total, "label_map_sha1": s.data.label_hash,
-            "config": s.rc.raw, "speakers": list(s.data.items.speakers),
+            "config": s.rc.raw, "speakers": [] if s.rc.label_free else list(s.data.items.speakers),
             "torch_version": torch.__version__, "val_eer": val_eer}
 
 
@@ -282,9 +282,18 @@ class RunConfig:
     features: edata.FeatureConfig
     augment: edata.AugConfig
 
+    @property
+    def label_free(self) -> bool:
+        """Training without labels: the head is a label-free objective (``head.name: ntxent``)."""
+        return is_label_free(self.raw["head"]["name"])
+
     @classmethod
     def from_dict(cls, cfg: dict[str, dict[str, Any]]) -> RunConfig:
-        """From a resolved config (:func:`sslsv.embed.config.load_embed_config`)."""
+        """From a resolved config (:func:`sslsv.embed.config.load_embed_config`); a label-free head takes
+        no mixup (its targets are labels)."""
+        if is_label_free(cfg["head"]["name"]) and cfg["mixup"]["kind"] != "none":
+            raise DataError(f"head.name={cfg['head']['name']} trains without labels: mixup.kind must be "
+                            "none")
         return cls(cfg, TrainConfig.from_dict(cfg["train"]), OptimConfig.from_dict(cfg["optim"]),
                    MarginConfig.from_dict(cfg["margin"]), MixupConfig.from_dict(cfg["mixup"]),
                    edata.FeatureConfig.from_dict(cfg["features"]), edata.AugConfig.from_dict(cfg["augment"]))
@@ -303,8 +312,20 @@ class TrainData:
 
 
 def read_data(rc: RunConfig, data_dir: str | os.PathLike) -> TrainData:
-    """Read and check the data dir and carve the validation split (before anything long starts)."""
+    """Read and check the data dir and carve the validation split (before anything long starts).
+
+    For a label-free head (``ntxent``) the speaker labels are not read into training at all: every
+    utterance is its own instance (label = its index; babble then comes from any other utterance), the
+    run is tied to the utterance list instead of utt2spk, and nothing is held out (there are no labels to
+    validate against; ``train.select`` falls back to the last epoch, or averages with ``avg<k>``)."""
     items = edata.read_training_list(data_dir, use_vad=rc.features.use_vad)
+    if rc.label_free:
+        n = len(items)
+        items = edata.TrainingList(items.utts, np.arange(n, dtype=np.int64), list(items.utts), items.wavs,
+                                   items.wav_where, items.vads, items.vad_where)
+        empty = np.zeros(0, dtype=np.int64)
+        utt_hash = hashlib.sha1("\n".join(items.utts).encode()).hexdigest()
+        return TrainData(items, items.labels, np.arange(n, dtype=np.int64), empty, utt_hash)
     labels = np.asarray(items.labels, dtype=np.int64)
     tc = rc.train
     train_idx, val_idx = split_validation(labels, tc.val_fraction, tc.val_min_utts, tc.seed)
@@ -359,9 +380,10 @@ def _build_network(rc: RunConfig, data: TrainData, device: torch.device
     _seed_everything(rc.train.seed)
     model = build_model({"feat_dim": rc.features.feat_dim, **rc.raw["model"]})
     head_params = {k: v for k, v in rc.raw["head"].items() if k != "name"}
+    views = int(head_params.get("views", 2)) if rc.label_free else 1
     dataset = edata.ChunkDataset(data.items.subset(data.train_idx), rc.features, rc.augment,
                                  num_classes=len(data.items.speakers), seed=rc.train.seed,
-                                 cache_audio=rc.train.cache_audio)
+                                 cache_audio=rc.train.cache_audio, views=views)
     head = build_head(rc.raw["head"]["name"], model.embed_dim, dataset.num_classes_total, **head_params)
     return dataset, SpeakerNet(model, head).to(device)
 
@@ -554,6 +576,8 @@ def run_epoch(s: TrainSetup, epoch: int) -> EpochStats:
         margin = s.m_sched(step) if s.m_sched is not None else float("nan")
         if s.m_sched is not None:
             net.head.update(margin)
+        if s.dataset.views > 1:                   # (B, V, ...) views: the network sees B·V chunks
+            x = x.flatten(0, 1)
         x, mix = _step_inputs(s, x, np.random.default_rng([tc.seed, epoch, b, d.rank]))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.use_amp):
             per_sample, emb = s.ddp(x, y, mix)
@@ -564,7 +588,7 @@ def run_epoch(s: TrainSetup, epoch: int) -> EpochStats:
             nn.utils.clip_grad_norm_(net.parameters(), oc.grad_clip)
         s.opt.step()
         with torch.no_grad():
-            acc_sum += float((net.head.predict(emb.float().detach()) == y).float().sum())
+            acc_sum += net.head.num_correct(emb.float().detach(), y)
         loss_sum += float(loss.detach()) * len(y)
         n_seen += len(y)
         if not bar.disable:
