@@ -46,6 +46,9 @@ embed_mixup_alpha=      # stage 8: mixup Beta(alpha, alpha) parameter (instead o
 embed_opts=             # stage 8: more config overrides, e.g. "train.epochs=30 augment.spec_aug=true"
 embed_nproc=1           # stage 8: processes (GPUs); more than 1 trains with torchrun / DDP
 supervised=false        # stages 8-9: also train and score the supervised reference (true training labels)
+ssl=none                # stages 7-9: none | also | only: the label-free contrastive network (NT-Xent-AM)
+ssl_config=conf/embed/simclr_xs.yaml   # stages 8-9: its config (a label-free head: head.name ntxent)
+ssl_opts=               # stage 8: its overrides, e.g. "head.margin=0 head.symmetric=false" (plain NT-Xent)
 top_n=300               # stage 9: AS-norm cohort top-N (capped at the cohort size)
 study=                  # stage 10: the study grid (conf/study/*.yaml) whose cells not yet run are listed
 report_dir=             # stage 10: where RESULTS.md and the figures go (default <exp>/report)
@@ -62,8 +65,10 @@ Stages (run from --stage to --stop-stage):
      the trials: cosine (unsupervised), LDA+PLDA (supervised back end) -> exp/<name>/scores/*/result.json
   6  clustering of the training i-vectors -> exp/<name>/cluster/<method>_c<C>/{labels,metrics.json,curve.tsv}
      (true labels read for the evaluation metrics only)
-  7  pseudo-label data dir -> data/<name>_train_pl_<method>_c<C> (utt2spk = clusters)
-  8  ECAPA-TDNN trained on the pseudo labels (and on the true labels with --supervised true)
+  7  pseudo-label data dir -> data/<name>_train_pl_<method>_c<C> (utt2spk = clusters); with --ssl:
+     data/<name>_train_ssl (utt2spk = the utterance itself)
+  8  ECAPA-TDNN trained on the pseudo labels (and on the true labels with --supervised true, without
+     labels with --ssl also|only: NT-Xent-AM, conf/embed/simclr_xs.yaml)
      -> exp/<name>/embed/<labels>_<config>_<head>[_<mixup><alpha>]/{final.pt,train_log.tsv}
   9  embeddings of train and test, cosine (mean subtracted) and AS-norm scoring of the trials
      -> exp/<name>/embed/<system>/scores/{cosine,asnorm}/result.json
@@ -94,6 +99,9 @@ Options (default in brackets):
   --embed-mixup M      [config's]  none | imix | lmix    --embed-mixup-alpha A [config's]
   --embed-nproc N      [$embed_nproc]   processes/GPUs (N > 1: torchrun DDP)
   --supervised BOOL    [$supervised]  also the supervised reference (true labels)
+  --ssl none|also|only [$ssl]  stages 7-9: also / only the contrastive network trained without labels
+                       (data/<name>_train_ssl, every utterance its own instance; needs stages 0-2 only)
+  --ssl-config F       [$ssl_config]   --ssl-opts 'S.K=V ...' [$ssl_opts]
   --top-n N            [$top_n]   AS-norm top-N
   --study FILE         [none]  stage 10: study grid, for the cells not yet run
   --report-dir DIR     [<exp>/report]  stage 10: RESULTS.md and figures
@@ -246,7 +254,10 @@ fi
 # result (seed N != 0 adds _sN, so a multi-seed run never overwrites or resumes seed 0's; the seed is
 # also in metrics.json / config.yaml). A --cluster-tag given replaces <method>[_c<C>].
 num_clusters_opt=()
-if in_stages 6 || in_stages 7 || in_stages 8 || in_stages 9; then
+case $ssl in none|also|only) ;; *) echo "$0: --ssl must be none, also or only, got '$ssl'" >&2; exit 1;; esac
+clusters=true           # --ssl only: no clustering system (stages 6-7 make nothing but the ssl data dir)
+[ "$ssl" = only ] && clusters=false
+if [ "$clusters" = true ] && { in_stages 6 || in_stages 7 || in_stages 8 || in_stages 9; }; then
   # asked of the config stage 6 will read: --cluster-config when given, else conf/cluster/<method>.yaml
   read -r _ takes_c < <(python3 -m sslsv.cluster takes-c ${cluster_config:+--conf-dir "$(dirname "$cluster_config")"} \
     "$(basename "${cluster_config:-$cluster_method}" .yaml)" 2>/dev/null) ||
@@ -259,7 +270,7 @@ if in_stages 6 || in_stages 7 || in_stages 8 || in_stages 9; then
     cluster_tag=$(python3 -m sslsv.naming cluster-tag --method "$cluster_method" "${num_clusters_opt[@]}" --seed "$seed")
   fi
 fi
-if in_stages 6; then
+if in_stages 6 && [ "$clusters" = true ]; then
   log "stage 6: $cluster_method clustering of $exp/ivectors_$train_set into ${num_clusters_opt[1]:-its own number of} clusters"
   views_opt=()
   if [ "$cluster_views" = true ] && [ -f "$exp/ivectors_${train_set}_aug/ivector.scp" ]; then
@@ -271,10 +282,20 @@ if in_stages 6; then
 fi
 
 # ---- stage 7: pseudo-label data dir ----------------------------------------------------------------
-if in_stages 7; then
+if in_stages 7 && [ "$clusters" = true ]; then
   log "stage 7: pseudo-label data dir $data/${train_set}_pl_$cluster_tag"
   steps/make_pseudo_label_dir.sh --min-cluster-size "$min_cluster_size" \
     "$data/$train_set" "$exp/cluster/$cluster_tag" "$data/${train_set}_pl_$cluster_tag"
+fi
+if in_stages 7 && [ "$ssl" != none ]; then
+  # Label-free training: every utterance is its own "speaker" (its instance), so no true label reaches
+  # the network or the AS-norm cohort of stage 9; written as a pseudo-label set named "ssl".
+  log "stage 7: instance-label data dir $data/${train_set}_ssl"
+  mkdir -p "$exp/ssl"
+  awk '{print $1, NR - 1}' "$data/$train_set/utt2spk" > "$exp/ssl/labels.new"
+  if cmp -s "$exp/ssl/labels.new" "$exp/ssl/labels"; then rm "$exp/ssl/labels.new"
+  else mv "$exp/ssl/labels.new" "$exp/ssl/labels"; fi
+  steps/make_pseudo_label_dir.sh --min-cluster-size 1 "$data/$train_set" "$exp/ssl" "$data/${train_set}_ssl"
 fi
 
 # ---- stages 8-9: speaker-embedding network, extraction and scoring ---------------------------------
@@ -287,30 +308,39 @@ embed_set=()
 [ "$seed" != 0 ] && embed_set+=("train.seed=$seed")   # the config's seed (0) unless --seed says otherwise
 embed_set_opts="${embed_set[*]}"
 [ -n "$embed_opts" ] && embed_set_opts="${embed_set_opts:+$embed_set_opts }$embed_opts"
-if in_stages 8 || in_stages 9; then
-  embed_tag=$(python3 -m sslsv.naming network-tag --seed "$seed" "$embed_config" "$embed_set_opts")
+# The contrastive network has its own config and overrides (--ssl-config, --ssl-opts) and the seed.
+ssl_set_opts=
+[ "$seed" != 0 ] && ssl_set_opts="train.seed=$seed"
+[ -n "$ssl_opts" ] && ssl_set_opts="${ssl_set_opts:+$ssl_set_opts }$ssl_opts"
+systems=()              # <labels>|<data dir>|<config>|<overrides>
+if [ "$clusters" = true ]; then
+  systems+=("$cluster_tag|$data/${train_set}_pl_$cluster_tag|$embed_config|$embed_set_opts")
+  [ "$supervised" = true ] && systems+=("supervised|$data/$train_set|$embed_config|$embed_set_opts")
 fi
-systems=("$cluster_tag:$data/${train_set}_pl_$cluster_tag")
-[ "$supervised" = true ] && systems+=("supervised:$data/$train_set")
+[ "$ssl" != none ] && systems+=("ssl|$data/${train_set}_ssl|$ssl_config|$ssl_set_opts")
+system_fields() {       # <labels>|<data>|<config>|<overrides> -> labels sdata sconfig sopts stag
+  IFS='|' read -r labels sdata sconfig sopts <<< "$1"
+  stag=$(python3 -m sslsv.naming network-tag --seed "$seed" "$sconfig" "$sopts")
+}
 if in_stages 8; then
   for sys in "${systems[@]}"; do
-    labels=${sys%%:*}; sdata=${sys#*:}
-    log "stage 8: ECAPA-TDNN on $sdata ($embed_config${embed_set_opts:+; $embed_set_opts}) -> $exp/embed/${labels}_$embed_tag"
-    steps/train_embedding.sh --cmd "$cuda_cmd" --config "$embed_config" --set-opts "$embed_set_opts" \
-      --device "$device" --nproc "$embed_nproc" "$sdata" "$exp/embed/${labels}_$embed_tag"
+    system_fields "$sys"
+    log "stage 8: ECAPA-TDNN on $sdata ($sconfig${sopts:+; $sopts}) -> $exp/embed/${labels}_$stag"
+    steps/train_embedding.sh --cmd "$cuda_cmd" --config "$sconfig" --set-opts "$sopts" \
+      --device "$device" --nproc "$embed_nproc" "$sdata" "$exp/embed/${labels}_$stag"
   done
 fi
 if in_stages 9; then
   for sys in "${systems[@]}"; do
-    labels=${sys%%:*}; sdata=${sys#*:}
-    edir=$exp/embed/${labels}_$embed_tag
+    system_fields "$sys"
+    edir=$exp/embed/${labels}_$stag
     log "stage 9: embeddings and scoring of $edir"
     for set in "$train_set" "$test_set"; do
       steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --device "$device" \
         "$edir/final.pt" "$data/$set" "$edir/emb_$set"
     done
     # The cohort of AS-norm is the training set's (pseudo-)speaker means: the labels the network used.
-    steps/score_trials.sh --utt2spk "$sdata/utt2spk" --top-n "$top_n" --label "${labels}_$embed_tag" \
+    steps/score_trials.sh --utt2spk "$sdata/utt2spk" --top-n "$top_n" --label "${labels}_$stag" \
       "$data/$test_set/trials" "$edir/emb_$train_set" "$edir/emb_$test_set" "$edir/scores"
   done
 fi

@@ -64,3 +64,39 @@ def test_run_sh_stages_6_to_10(demo_ivectors: Path, root: Path) -> None:
                             f"{a['min_dcf_0.01']:.3f} |"), row
     assert "| ivector cosine |" in report
     assert "Fewer than 3 scored pseudo-label systems with the am head" in report   # one k-means system
+
+
+SSL_TINY = """model: {channels: 32, se_dim: 16, att_dim: 16, mfa_dim: 96, embed_dim: 32}
+head: {name: ntxent, temperature: 0.1}
+mixup: {kind: none}
+features: {mfcc_config: conf/mfcc_embed.conf, chunk_frames: 100, use_vad: true}
+augment: {aug_prob: 0.5, spec_aug: true}
+optim: {name: adam, lr: 0.002, final_lr: 0.0005, warmup_epochs: 0, ref_batch: 32, weight_decay: 0.0}
+train: {epochs: 2, batch_size: 32, num_workers: 0, val_fraction: 0.0}
+"""
+
+
+def test_run_sh_ssl_only(demo_ivectors: Path, root: Path, tmp_path: Path) -> None:
+    """--ssl only: stage 7 writes the instance-label data dir (every utterance its own speaker), stage 8
+    trains the label-free NT-Xent-AM network under a name that carries its variant, stage 9 scores it
+    with a cohort of training utterances, and no clustering system is made."""
+    work = demo_ivectors
+    conf = tmp_path / "simclr_tiny.yaml"
+    conf.write_text(SSL_TINY)
+    cmd = [str(root / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
+           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+           "--stage", "7", "--stop-stage", "9", "--nj", "2", "--ssl", "only", "--ssl-config", str(conf),
+           "--ssl-opts", "head.margin=0.2", "--top-n", "20", "--cluster-method", "no_such_method"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ssl_data = work / "data/demo_train_ssl"
+    rows = [ln.split() for ln in (ssl_data / "utt2spk").read_text().splitlines()]
+    assert len(rows) == 768 and len({s for _, s in rows}) == 768
+    sysdir = work / "exp/embed/ssl_simclr_tiny_ntxent_am0.2"
+    assert json.loads((sysdir / "system.json").read_text())["labels"] == "ssl"
+    res = json.loads((sysdir / "scores/result.json").read_text())
+    assert res["cohort"]["size"] == 768 and res["cosine"]["num_trials"] > 10000
+    assert "margin: 0.2" in (sysdir / "config.yaml").read_text()
+    assert not list((work / "data").glob("*no_such*")) and not list((work / "exp").glob("cluster/no_such*"))
+    bad = subprocess.run([*cmd[:-2], "--ssl", "yes"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--ssl must be none, also or only" in bad.stderr

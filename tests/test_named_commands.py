@@ -121,6 +121,12 @@ def test_network_tag_and_config_hash() -> None:
     assert dump(load_embed_config(conf, ["mixup.kind=imix"])) != dump(load_embed_config(conf))
     bad = py("-m", "sslsv.naming", "network-tag", conf, "mixup.kind=cutmix")
     assert bad.returncode == 1 and bad.stderr.startswith("ERROR:")
+    # the contrastive head's variants are part of the name (the NT-Xent-AM study's rows differ)
+    ssl = ROOT / "conf/embed/simclr_xs.yaml"
+    for opts, want in [("", "simclr_xs_ntxent_am0.1"), ("head.margin=0 head.symmetric=false",
+                                                         "simclr_xs_ntxent_m0_asym"),
+                       ("head.margin_type=aam head.margin=0.2", "simclr_xs_ntxent_aam0.2")]:
+        assert py("-m", "sslsv.naming", "network-tag", ssl, opts).stdout.strip() == want
 
 
 def test_device_command() -> None:

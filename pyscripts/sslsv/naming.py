@@ -54,11 +54,25 @@ def pseudo_label_dir(data: str, train_set: str, tag: str) -> str:
 
 def network_tag(config: str | os.PathLike | None, cfg: Mapping[str, Any], seed: int = 0) -> str:
     """The part of a network's name its config gives: ``<config stem>_<head>[_<mixup><alpha>][_s<seed>]``
-    (the network trained on the set ``tag`` is ``<tag>_<network tag>``)."""
+    (the network trained on the set ``tag`` is ``<tag>_<network tag>``). The contrastive head's variants
+    are part of it (``ntxent_am0.1``, ``ntxent_aam0.2``, ``ntxent_m0_asym``), so that the rows of the
+    NT-Xent-AM study (plain, additive, angular, symmetric or not) are different networks."""
     mix = cfg["mixup"]
     reg = "" if mix["kind"] == "none" else f"_{mix['kind']}{mix['alpha']:g}"
     stem = Path(config).stem if config else "defaults"
-    return f"{stem}_{cfg['head']['name']}{reg}{seed_suffix(seed)}"
+    return f"{stem}_{cfg['head']['name']}{_contrastive_variant(cfg['head'])}{reg}{seed_suffix(seed)}"
+
+
+def _contrastive_variant(head: Mapping[str, Any]) -> str:
+    """``_<am|aam><m>`` (``_m0`` without a margin) and ``_asym`` for a label-free head, else ``""``."""
+    from .embed.heads import LABEL_FREE_HEADS, head_defaults
+
+    if head["name"] not in LABEL_FREE_HEADS:
+        return ""
+    h = {**head_defaults(head["name"]), **head}
+    margin = float(h["margin"])
+    name = f"_{h['margin_type']}{margin:g}" if margin > 0 else "_m0"
+    return name + ("" if h["symmetric"] else "_asym")
 
 
 def labels_of(data_dir: str | os.PathLike) -> str:

@@ -362,6 +362,12 @@ def head_params(name: str) -> list[str]:
     return [p for p in sig.parameters if p not in ("self", "embed_dim", "num_classes")]
 
 
+def head_defaults(name: str) -> dict[str, Any]:
+    """The default of every keyword parameter of head ``name``."""
+    sig = inspect.signature(_head_class(name).__init__)
+    return {k: p.default for k, p in sig.parameters.items() if k in head_params(name)}
+
+
 def build_head(name: str, embed_dim: int, num_classes: int, **params: Any) -> nn.Module:
     """Head ``name`` (a key of HEADS or LABEL_FREE_HEADS) with its keyword parameters; unknown names /
     parameters raise ValueError listing the valid ones."""
