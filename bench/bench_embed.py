@@ -4,7 +4,8 @@ memory, and the extraction real-time factor.
 
 Part 1, model: training steps (forward, AAM head over K classes, backward, SGD step) on random (B, T, F)
 feature batches, for each channel width: samples/s and peak memory (torch's peak allocation on CUDA,
-process RSS on CPU).
+process RSS on CPU). ``--head ntxent``: the label-free NT-Xent-AM objective instead (B utterances × 2
+views = 2B chunks per step; samples/s counts utterances, chunks/s is twice that).
 Part 2, pipeline: the real training loop's data path: ChunkDataset (read, VAD, random 2-s chunk,
 augmentation with probability 0.6, MFCC) through a DataLoader with W workers feeding the model; reports
 samples/s and the fraction of the wall time the step waited for data. A synthetic data dir (harmonic
@@ -12,6 +13,7 @@ samples/s and the fraction of the wall time the step waited for data. A syntheti
 Part 3, extraction: whole-utterance features + embedding of U utterances of L seconds: real-time factor.
 
 Usage: python bench/bench_embed.py [--device cpu|cuda] [--channels 512,1024] [--batch 32] [--steps 10]
+           [--head aam|ntxent]
            [--precision fp32,tf32,bf16] [--compute worker|device]
            [--classes 5994] [--workers 1] [--pipeline-steps 20] [--extract-utts 20] [--extract-seconds 8]
            [--data-dir DIR] [--skip model,pipeline,extract]
@@ -80,17 +82,20 @@ def set_precision(dev: torch.device, precision: str) -> bool:
 
 
 def bench_model(a: argparse.Namespace, dev: torch.device) -> None:
-    print(f"\n[model] training steps on random features: B={a.batch}, T=200, F=40, AAM head K={a.classes}, "
+    views = 2 if a.head == "ntxent" else 1
+    what = (f"AAM head K={a.classes}" if views == 1
+            else f"NT-Xent-AM over {views} views ({views * a.batch} chunks)")
+    print(f"\n[model] training steps on random features: B={a.batch}, T=200, F=40, {what}, "
           f"SGD; {a.steps} timed steps after 2 warm-up steps")
     print(f"{'C':>6} {'precision':>9} {'params':>10} {'samples/s':>10} {'ms/step':>9} {'peak MiB':>9}")
     for c, precision in ((c, p) for c in a.channels for p in a.precision):
         amp = set_precision(dev, precision)
         torch.manual_seed(0)
         model = build_model({"feat_dim": 40, "channels": c}).to(dev)
-        head = build_head("aam", model.embed_dim, a.classes).to(dev)
+        head = build_head(a.head, model.embed_dim, a.classes).to(dev)
         params = list(model.parameters()) + list(head.parameters())
         opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-        x = torch.randn(a.batch, 200, 40, device=dev)
+        x = torch.randn(a.batch * views, 200, 40, device=dev)
         y = torch.randint(0, a.classes, (a.batch,), device=dev)
         reset_peak(dev)
 
@@ -204,6 +209,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--classes", type=int, default=5994)
+    ap.add_argument("--head", default="aam", choices=["aam", "ntxent"], help="model part: the objective")
     ap.add_argument("--workers", default="1", help="DataLoader workers; a list runs each")
     ap.add_argument("--pipeline-steps", type=int, default=20)
     ap.add_argument("--extract-utts", type=int, default=20)
