@@ -38,6 +38,8 @@ cluster_opts=           # stage 6: parameter overrides, e.g. "steps=1000 n_init=
 num_clusters=           # stage 6: C (default: the number of training speakers, as the papers' C = 5994)
 cluster_tag=            # stages 6-9: name of the pseudo-label set (default <method>_c<C>)
 cluster_views=true      # stage 6: give the method the augmented-audio i-vectors of stage 5 as views
+cluster_input=          # stage 6: what round 1 clusters: [the i-vectors] | ssl | a vector dir (with --cluster-tag)
+rounds=1                # stages 6-9: rounds of pseudo labels; round r >= 2 clusters round r - 1's embeddings
 min_cluster_size=2      # stage 7: clusters with fewer utterances are dropped
 embed_config=conf/embed/ecapa_xs.yaml   # stages 8-9: network, head, mixup, augmentation, optimiser (conf/embed/)
 embed_head=             # stage 8: head instead of the config's: softmax | am | cosface | aam | ocsoftmax | adaface
@@ -64,7 +66,7 @@ Stages (run from --stage to --stop-stage):
   5  i-vectors of train, train_aug and test -> exp/<name>/ivectors_<set>/ivector.scp; i-vector baseline on
      the trials: cosine (unsupervised), LDA+PLDA (supervised back end) -> exp/<name>/scores/*/result.json
   6  clustering of the training i-vectors -> exp/<name>/cluster/<method>_c<C>/{labels,metrics.json,curve.tsv}
-     (true labels read for the evaluation metrics only)
+     (true labels read for the evaluation metrics only); stages 6-9 repeat for --rounds N
   7  pseudo-label data dir -> data/<name>_train_pl_<method>_c<C> (utt2spk = clusters); with --ssl:
      data/<name>_train_ssl (utt2spk = the utterance itself)
   8  ECAPA-TDNN trained on the pseudo labels (and on the true labels with --supervised true, without
@@ -94,6 +96,11 @@ Options (default in brackets):
   --cluster-config F   [conf/cluster/<method>.yaml]   --cluster-opts 'K=V ...' [$cluster_opts]
   --cluster-tag NAME   [<method>_c<C>[_sN]]  name of the pseudo-label set (e.g. kmeans_standard_c48)
   --cluster-views BOOL [$cluster_views]     --min-cluster-size N [$min_cluster_size]
+  --cluster-input V    [exp/<name>/ivectors_<name>_train]  vectors of round 1: ssl (the label-free
+                       network's training embeddings, sets named <method>_c<C>_ssl) or a vector dir
+                       (ivector.scp / xvector.scp / embedding.scp; name the sets with --cluster-tag)
+  --rounds N           [$rounds]  stages 6-9 N times: round r >= 2 clusters the training embeddings of round
+                       r - 1's network -> <method>_c<C>_r<r> (data/<name>_train_pl_..._r<r>, its network)
   --embed-config F     [$embed_config]   --embed-opts 'S.K=V ...' [$embed_opts]
   --embed-head H       [config's]  softmax | am | cosface | aam | ocsoftmax | adaface
   --embed-mixup M      [config's]  none | imix | lmix    --embed-mixup-alpha A [config's]
@@ -243,64 +250,25 @@ if in_stages 5; then
     "$exp/ivectors_$test_set/ivector.scp" "$exp/scores/ivector_plda_supervised"
 fi
 
-# ---- stage 6: clustering of the training i-vectors -------------------------------------------------
+# ---- stages 6-9: pseudo labels, networks, scoring; the label-free network; rounds -------------------
 # C defaults to the number of training speakers (the papers' C = 5994 on VoxCeleb2): the only thing the
 # unsupervised stages take from the labels, besides the evaluation metrics written next to the labels.
+# The names of the pseudo-label set and its networks come from sslsv.naming:
+# <method>[_c<C>][_<source>][_r<round>][_sN], where a method that finds the number of clusters itself
+# (hdbscan) has no C, <source> names vectors other than the i-vectors (ssl), round r >= 2 clusters the
+# training embeddings of round r - 1's network, and another --seed is another name (seed 0 keeps the
+# plain one; the seed is also in metrics.json / config.yaml). A --cluster-tag replaces <method>[_c<C>].
 if [ -z "$num_clusters" ] && [ -f "$data/$train_set/spk2utt" ]; then
   num_clusters=$(wc -l < "$data/$train_set/spk2utt")
 fi
-# The names of the pseudo-label set and its networks come from sslsv.naming: <method>[_c<C>][_sN], where
-# a method that finds the number of clusters itself (hdbscan) has no C, and another --seed is another
-# result (seed N != 0 adds _sN, so a multi-seed run never overwrites or resumes seed 0's; the seed is
-# also in metrics.json / config.yaml). A --cluster-tag given replaces <method>[_c<C>].
 num_clusters_opt=()
 case $ssl in none|also|only) ;; *) echo "$0: --ssl must be none, also or only, got '$ssl'" >&2; exit 1;; esac
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "$0: --rounds must be an integer >= 1, got '$rounds'" >&2; exit 1; }
 clusters=true           # --ssl only: no clustering system (stages 6-7 make nothing but the ssl data dir)
 [ "$ssl" = only ] && clusters=false
-if [ "$clusters" = true ] && { in_stages 6 || in_stages 7 || in_stages 8 || in_stages 9; }; then
-  # asked of the config stage 6 will read: --cluster-config when given, else conf/cluster/<method>.yaml
-  read -r _ takes_c < <(python3 -m sslsv.cluster takes-c ${cluster_config:+--conf-dir "$(dirname "$cluster_config")"} \
-    "$(basename "${cluster_config:-$cluster_method}" .yaml)" 2>/dev/null) ||
-    { echo "$0: unknown --cluster-method '$cluster_method'${cluster_config:+ or bad --cluster-config $cluster_config}" \
-        "(python3 -m sslsv.cluster methods lists them)" >&2; exit 1; }
-  [ "$takes_c" = yes ] && [ -n "$num_clusters" ] && num_clusters_opt=(--num-clusters "$num_clusters")
-  if [ -n "$cluster_tag" ]; then
-    cluster_tag=$(python3 -m sslsv.naming cluster-tag --tag "$cluster_tag" --seed "$seed")
-  else
-    cluster_tag=$(python3 -m sslsv.naming cluster-tag --method "$cluster_method" "${num_clusters_opt[@]}" --seed "$seed")
-  fi
-fi
-if in_stages 6 && [ "$clusters" = true ]; then
-  log "stage 6: $cluster_method clustering of $exp/ivectors_$train_set into ${num_clusters_opt[1]:-its own number of} clusters"
-  views_opt=()
-  if [ "$cluster_views" = true ] && [ -f "$exp/ivectors_${train_set}_aug/ivector.scp" ]; then
-    views_opt=(--views "$exp/ivectors_${train_set}_aug" --utt2uniq "$data/${train_set}_aug/utt2uniq")
-  fi
-  steps/cluster.sh --cmd "$train_cmd" --method "$cluster_method" ${cluster_config:+--config "$cluster_config"} \
-    "${num_clusters_opt[@]}" --set-opts "$cluster_opts" --device "$device" --seed "$seed" "${views_opt[@]}" \
-    --utt2spk "$data/$train_set/utt2spk" "$exp/ivectors_$train_set" "$exp/cluster/$cluster_tag"
-fi
 
-# ---- stage 7: pseudo-label data dir ----------------------------------------------------------------
-if in_stages 7 && [ "$clusters" = true ]; then
-  log "stage 7: pseudo-label data dir $data/${train_set}_pl_$cluster_tag"
-  steps/make_pseudo_label_dir.sh --min-cluster-size "$min_cluster_size" \
-    "$data/$train_set" "$exp/cluster/$cluster_tag" "$data/${train_set}_pl_$cluster_tag"
-fi
-if in_stages 7 && [ "$ssl" != none ]; then
-  # Label-free training: every utterance is its own "speaker" (its instance), so no true label reaches
-  # the network or the AS-norm cohort of stage 9; written as a pseudo-label set named "ssl".
-  log "stage 7: instance-label data dir $data/${train_set}_ssl"
-  mkdir -p "$exp/ssl"
-  awk '{print $1, NR - 1}' "$data/$train_set/utt2spk" > "$exp/ssl/labels.new"
-  if cmp -s "$exp/ssl/labels.new" "$exp/ssl/labels"; then rm "$exp/ssl/labels.new"
-  else mv "$exp/ssl/labels.new" "$exp/ssl/labels"; fi
-  steps/make_pseudo_label_dir.sh --min-cluster-size 1 "$data/$train_set" "$exp/ssl" "$data/${train_set}_ssl"
-fi
-
-# ---- stages 8-9: speaker-embedding network, extraction and scoring ---------------------------------
-# A system is a label source (the pseudo labels of stage 7, or "supervised" = the true labels) trained
-# with one embedding config; its name says which: <labels>_<config>_<head>[_<mixup><alpha>].
+# A system is a label source (the pseudo labels of stage 7, "supervised" = the true labels, or "ssl" = no
+# labels) trained with one config; its name says which: <labels>_<config>_<head>[_<mixup><alpha>].
 embed_set=()
 [ -n "$embed_head" ] && embed_set+=("head.name=$embed_head")
 [ -n "$embed_mixup" ] && embed_set+=("mixup.kind=$embed_mixup")
@@ -312,36 +280,115 @@ embed_set_opts="${embed_set[*]}"
 ssl_set_opts=
 [ "$seed" != 0 ] && ssl_set_opts="train.seed=$seed"
 [ -n "$ssl_opts" ] && ssl_set_opts="${ssl_set_opts:+$ssl_set_opts }$ssl_opts"
-systems=()              # <labels>|<data dir>|<config>|<overrides>
-if [ "$clusters" = true ]; then
-  systems+=("$cluster_tag|$data/${train_set}_pl_$cluster_tag|$embed_config|$embed_set_opts")
-  [ "$supervised" = true ] && systems+=("supervised|$data/$train_set|$embed_config|$embed_set_opts")
-fi
-[ "$ssl" != none ] && systems+=("ssl|$data/${train_set}_ssl|$ssl_config|$ssl_set_opts")
-system_fields() {       # <labels>|<data>|<config>|<overrides> -> labels sdata sconfig sopts stag
-  IFS='|' read -r labels sdata sconfig sopts <<< "$1"
-  stag=$(python3 -m sslsv.naming network-tag --seed "$seed" "$sconfig" "$sopts")
+network_tag() {         # <config> <overrides> -> the name part a network takes from its config
+  python3 -m sslsv.naming network-tag --seed "$seed" "$1" "$2"
 }
-if in_stages 8; then
-  for sys in "${systems[@]}"; do
-    system_fields "$sys"
-    log "stage 8: ECAPA-TDNN on $sdata ($sconfig${sopts:+; $sopts}) -> $exp/embed/${labels}_$stag"
-    steps/train_embedding.sh --cmd "$cuda_cmd" --config "$sconfig" --set-opts "$sopts" \
-      --device "$device" --nproc "$embed_nproc" "$sdata" "$exp/embed/${labels}_$stag"
-  done
+ssl_system=             # <labels>|<data dir>|<config>|<overrides>, as every system below
+ssl_emb=                # the label-free network's training-set embeddings (stage 9)
+if [ "$ssl" != none ] || [ "$cluster_input" = ssl ]; then
+  ssl_system="ssl|$data/${train_set}_ssl|$ssl_config|$ssl_set_opts"
+  ssl_emb=$exp/embed/ssl_$(network_tag "$ssl_config" "$ssl_set_opts")/emb_$train_set
 fi
-if in_stages 9; then
-  for sys in "${systems[@]}"; do
-    system_fields "$sys"
-    edir=$exp/embed/${labels}_$stag
+
+# What round 1 clusters: the i-vectors, the label-free network's embeddings (--cluster-input ssl), or any
+# vector dir (then --cluster-tag names the set).
+source_word=
+case $cluster_input in
+  "") cluster_input=$exp/ivectors_$train_set ;;
+  ssl) cluster_input=$ssl_emb; source_word=ssl ;;
+  *) [ -n "$cluster_tag" ] ||
+       { echo "$0: --cluster-input $cluster_input needs --cluster-tag to name its pseudo-label sets" >&2; exit 1; } ;;
+esac
+round_tags=()           # round_tags[r - 1]: the pseudo-label set of round r
+any_of_6_to_9=false
+{ in_stages 6 || in_stages 7 || in_stages 8 || in_stages 9; } && any_of_6_to_9=true
+if [ "$clusters" = true ] && [ "$any_of_6_to_9" = true ]; then
+  # asked of the config stage 6 will read: --cluster-config when given, else conf/cluster/<method>.yaml
+  read -r _ takes_c < <(python3 -m sslsv.cluster takes-c ${cluster_config:+--conf-dir "$(dirname "$cluster_config")"} \
+    "$(basename "${cluster_config:-$cluster_method}" .yaml)" 2>/dev/null) ||
+    { echo "$0: unknown --cluster-method '$cluster_method'${cluster_config:+ or bad --cluster-config $cluster_config}" \
+        "(python3 -m sslsv.cluster methods lists them)" >&2; exit 1; }
+  [ "$takes_c" = yes ] && [ -n "$num_clusters" ] && num_clusters_opt=(--num-clusters "$num_clusters")
+  for r in $(seq "$rounds"); do
+    if [ -n "$cluster_tag" ]; then
+      round_tags+=("$(python3 -m sslsv.naming cluster-tag --tag "$cluster_tag" --round "$r" --seed "$seed")")
+    else
+      round_tags+=("$(python3 -m sslsv.naming cluster-tag --method "$cluster_method" "${num_clusters_opt[@]}" \
+        ${source_word:+--source "$source_word"} --round "$r" --seed "$seed")")
+    fi
+  done
+  embed_tag=$(network_tag "$embed_config" "$embed_set_opts")
+  # A later round's input is made by stage 9 of the round before: present already, or made in this run.
+  if [ "$rounds" -gt 1 ] && in_stages 6 && ! { in_stages 8 && in_stages 9; } &&
+     [ ! -f "$exp/embed/${round_tags[rounds - 2]}_$embed_tag/emb_$train_set/xvector.scp" ]; then
+    echo "$0: round $rounds clusters the embeddings of round $((rounds - 1))'s network" \
+      "($exp/embed/${round_tags[rounds - 2]}_$embed_tag/emb_$train_set), which stages 8-9 have not made:" \
+      "run them too (--stop-stage 9)" >&2
+    exit 1
+  fi
+fi
+
+train_system() {        # stage 8 then stage 9 of one system "<labels>|<data dir>|<config>|<overrides>"
+  local labels sdata sconfig sopts name edir
+  IFS='|' read -r labels sdata sconfig sopts <<< "$1"
+  name=${labels}_$(network_tag "$sconfig" "$sopts")
+  edir=$exp/embed/$name
+  if in_stages 8; then
+    log "stage 8: ECAPA-TDNN on $sdata ($sconfig${sopts:+; $sopts}) -> $edir"
+    steps/train_embedding.sh --cmd "$cuda_cmd" --config "$sconfig" --set-opts "$sopts" \
+      --device "$device" --nproc "$embed_nproc" "$sdata" "$edir"
+  fi
+  if in_stages 9; then
     log "stage 9: embeddings and scoring of $edir"
     for set in "$train_set" "$test_set"; do
       steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --device "$device" \
         "$edir/final.pt" "$data/$set" "$edir/emb_$set"
     done
     # The cohort of AS-norm is the training set's (pseudo-)speaker means: the labels the network used.
-    steps/score_trials.sh --utt2spk "$sdata/utt2spk" --top-n "$top_n" --label "${labels}_$stag" \
+    steps/score_trials.sh --utt2spk "$sdata/utt2spk" --top-n "$top_n" --label "$name" \
       "$data/$test_set/trials" "$edir/emb_$train_set" "$edir/emb_$test_set" "$edir/scores"
+  fi
+}
+
+# The label-free network first: it needs stages 0-2 only, and --cluster-input ssl clusters its embeddings.
+if [ -n "$ssl_system" ] && [ "$any_of_6_to_9" = true ]; then
+  if in_stages 7; then
+    # Every training utterance is its own instance: the data dir names it as a speaker, so that nothing
+    # the network or the AS-norm cohort of stage 9 read changes; written as a pseudo-label set named "ssl".
+    log "stage 7: instance-label data dir $data/${train_set}_ssl"
+    mkdir -p "$exp/ssl"
+    awk '{print $1, NR - 1}' "$data/$train_set/utt2spk" > "$exp/ssl/labels.new"
+    if cmp -s "$exp/ssl/labels.new" "$exp/ssl/labels"; then rm "$exp/ssl/labels.new"
+    else mv "$exp/ssl/labels.new" "$exp/ssl/labels"; fi
+    steps/make_pseudo_label_dir.sh --min-cluster-size 1 "$data/$train_set" "$exp/ssl" "$data/${train_set}_ssl"
+  fi
+  train_system "$ssl_system"
+fi
+
+if [ "$clusters" = true ] && [ "$any_of_6_to_9" = true ]; then
+  [ "$supervised" = true ] && train_system "supervised|$data/$train_set|$embed_config|$embed_set_opts"
+  for r in $(seq "$rounds"); do
+    tag=${round_tags[r - 1]}
+    vectors=$cluster_input
+    [ "$r" -gt 1 ] && vectors=$exp/embed/${round_tags[r - 2]}_$embed_tag/emb_$train_set
+    if in_stages 6; then
+      log "stage 6: $cluster_method clustering of $vectors into ${num_clusters_opt[1]:-its own number of}" \
+        "clusters (round $r of $rounds) -> $exp/cluster/$tag"
+      views_opt=()      # the augmented-audio i-vectors of stage 5 are views of the i-vectors only
+      if [ "$cluster_views" = true ] && [ "$vectors" = "$exp/ivectors_$train_set" ] &&
+         [ -f "$exp/ivectors_${train_set}_aug/ivector.scp" ]; then
+        views_opt=(--views "$exp/ivectors_${train_set}_aug" --utt2uniq "$data/${train_set}_aug/utt2uniq")
+      fi
+      steps/cluster.sh --cmd "$train_cmd" --method "$cluster_method" ${cluster_config:+--config "$cluster_config"} \
+        "${num_clusters_opt[@]}" --set-opts "$cluster_opts" --device "$device" --seed "$seed" "${views_opt[@]}" \
+        --utt2spk "$data/$train_set/utt2spk" "$vectors" "$exp/cluster/$tag"
+    fi
+    if in_stages 7; then
+      log "stage 7: pseudo-label data dir $data/${train_set}_pl_$tag"
+      steps/make_pseudo_label_dir.sh --min-cluster-size "$min_cluster_size" \
+        "$data/$train_set" "$exp/cluster/$tag" "$data/${train_set}_pl_$tag"
+    fi
+    train_system "$tag|$data/${train_set}_pl_$tag|$embed_config|$embed_set_opts"
   done
 fi
 

@@ -6,7 +6,10 @@ report."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import kaldiio
@@ -100,3 +103,57 @@ def test_run_sh_ssl_only(demo_ivectors: Path, root: Path, tmp_path: Path) -> Non
     assert not list((work / "data").glob("*no_such*")) and not list((work / "exp").glob("cluster/no_such*"))
     bad = subprocess.run([*cmd[:-2], "--ssl", "yes"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--ssl must be none, also or only" in bad.stderr
+
+
+def test_run_sh_round_2_resumes_after_a_kill(demo_ivectors: Path, root: Path, tmp_path: Path) -> None:
+    """--rounds 2: round 2 clusters the training embeddings of round 1's network into kmeans_c48_r2 and
+    trains its own network on data/demo_train_pl_kmeans_c48_r2. Killed (SIGKILL to the process group)
+    once round 2's network has a checkpoint, the rerun redoes nothing of round 1 and resumes round 2's
+    training from that checkpoint; the report's rounds table reads the chain back."""
+    work = demo_ivectors
+    cmd = [str(root / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
+           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+           "--stage", "6", "--stop-stage", "9", "--cluster-method", "kmeans", "--nj", "2",
+           "--embed-head", "am", "--embed-mixup", "imix", "--embed-mixup-alpha", "0.5",
+           "--embed-opts", EMBED_OPTS, "--top-n", "20", "--rounds", "2"]
+    net1 = work / "exp/embed/kmeans_c48_ecapa_xs_am_imix0.5"
+    net2 = work / "exp/embed/kmeans_c48_r2_ecapa_xs_am_imix0.5"
+    with open(tmp_path / "killed.log", "w") as out:
+        p = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 1200
+        while time.time() < deadline and p.poll() is None and not (net2 / "ckpt/ep001.pt").is_file():
+            time.sleep(0.5)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    assert (net2 / "ckpt/ep001.pt").is_file(), (tmp_path / "killed.log").read_text()[-3000:]
+    assert not (net2 / "final.pt").exists()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "round 2 of 2" in r.stdout
+    # round 1: clustering, labels, network, embeddings and scores all up to date
+    before = r.stdout.split("round 2 of 2")[0]
+    assert before.count("is up to date") >= 5 and "train_embedding.sh: training on" not in before, before
+    train_log = (net2 / "log/train.log").read_text()
+    assert "resuming from" in train_log and "ep00" in train_log.split("resuming from")[1].splitlines()[0]
+    rows = (net2 / "train_log.tsv").read_text().splitlines()
+    assert [x.split("\t")[0] for x in rows[1:]] == ["1", "2", "3"]
+    m2 = json.loads((work / "exp/cluster/kmeans_c48_r2/metrics.json").read_text())
+    assert m2["vectors"] == f"{net1}/emb_demo_train/xvector.scp" and m2["views"] is None
+    assert m2["num_vectors"] == 768 and m2["n_clusters_requested"] == 48
+    pl = work / "data/demo_train_pl_kmeans_c48_r2"
+    labels = json.loads((pl / "pseudo_labels.json").read_text())["labels"]
+    assert labels.endswith("cluster/kmeans_c48_r2/labels")
+    assert json.loads((net2 / "system.json").read_text())["labels"] == "kmeans_c48_r2"
+    res = json.loads((net2 / "scores/result.json").read_text())
+    assert res["cosine"]["num_trials"] > 10000
+    rep = subprocess.run([*cmd, "--stage", "10", "--stop-stage", "10", "--report-dir", str(tmp_path / "rep")],
+                         capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
+    head = "| kmeans_c48_r2 | 2 | network kmeans_c48_ecapa_xs_am_imix0.5 | kmeans | 48 |"
+    row = next(x for x in (tmp_path / "rep/RESULTS.md").read_text().splitlines() if x.startswith(head))
+    assert row.endswith(f"| {res['cosine']['eer']:.2f} | {res['asnorm']['eer']:.2f} |"), row
+    # bad options fail before any work
+    for bad, msg in ((["--rounds", "0"], "--rounds must be an integer >= 1"),
+                     (["--cluster-input", str(tmp_path)], "needs --cluster-tag")):
+        b = subprocess.run([*cmd, *bad], capture_output=True, text=True)
+        assert b.returncode == 1 and msg in b.stderr, b.stderr

@@ -299,3 +299,44 @@ def test_contrastive_training_without_labels(few_speakers: Path, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(DataError, match="mixup.kind must be none"):
         RunConfig.from_dict(_cfg("head.name=ntxent", "mixup.kind=imix"))
+
+
+def test_compare_selection_scores_what_select_keeps(few_speakers: Path, tmp_path):
+    """compare_selection.py scores every epoch and every rule on a labelled development dir; its avg2
+    and best rows equal the development EER of the final.pt that ``train.select`` avg2 / best writes."""
+    import json
+
+    from compare_selection import main as compare
+    from sslsv.embed.extract import embed_all
+    from sslsv.embed.trainer import load_final, validation_eer
+
+    cfg = _cfg("train.epochs=3", "train.val_fraction=0.25", "train.val_min_utts=4")
+    out = tmp_path / "net"
+    train(cfg, few_speakers, out, device_spec="cpu")
+    assert compare(["--device", "cpu", "--rules", "best,last,avg2", str(out), str(few_speakers),
+                    str(tmp_path / "sel.json")]) == 0
+    sel = json.loads((tmp_path / "sel.json").read_text())
+    assert sel["num_speakers"] == 4 and sel["num_utts"] == 32 and sel["num_target"] == 4 * 28
+    assert sel["rules"]["last"] == {"epochs": [3], "dev_eer": sel["per_epoch"]["3"]}
+    best = best_epoch(out / "train_log.tsv")["epoch"]
+    assert sel["rules"]["best"]["epochs"] == [best]
+    assert sel["oracle"]["dev_eer"] == min(sel["per_epoch"].values())
+
+    def dev_eer_of_final(select: str) -> float:
+        train({**cfg, "train": {**cfg["train"], "select": select}}, few_speakers, out, device_spec="cpu")
+        model = load_final(out / "final.pt", torch.device("cpu"))
+        rc = RunConfig.from_dict(cfg)
+        from sslsv.embed import data as edata
+        from sslsv.tables import read_scp
+        wav, vad = read_scp(few_speakers / "wav.scp"), read_scp(few_speakers / "vad.scp")
+        utt2spk = read_scp(few_speakers / "utt2spk")
+        keys = sorted(utt2spk)
+        feats = [(k, edata.utterance_features(wav[k], vad[k], rc.features, k)) for k in keys]
+        embs = np.stack([e for _, e in embed_all(model, feats, torch.device("cpu"))])
+        spk = {s: i for i, s in enumerate(sorted(set(utt2spk.values())))}
+        ti, tj, tgt = validation_trials(np.array([spk[utt2spk[k]] for k in keys]), 200000, 0)
+        return validation_eer(embs, ti, tj, tgt)
+
+    assert sel["rules"]["avg2"]["epochs"] == [2, 3]
+    assert sel["rules"]["avg2"]["dev_eer"] == pytest.approx(dev_eer_of_final("avg2"), abs=1e-9)
+    assert sel["rules"]["best"]["dev_eer"] == pytest.approx(dev_eer_of_final("best"), abs=1e-9)

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
     (("camsat", 100, "", 3), "camsat_c100_s3"),
     (("hdbscan", None, "", 0), "hdbscan"),
     (("hdbscan", None, "", 2), "hdbscan_s2"),
+    (("kmeans", 48, "", 0, "", 2), "kmeans_c48_r2"),          # run.sh --rounds: round 1 keeps its name
+    (("cimc", 100, "", 1, "", 3), "cimc_c100_r3_s1"),
+    (("kmeans", 48, "", 0, "ssl", 1), "kmeans_c48_ssl"),      # --cluster-input ssl
+    (("kmeans", 48, "", 0, "ssl", 2), "kmeans_c48_ssl_r2"),
 ])
 def test_cluster_tag(args: tuple, tag: str) -> None:
     assert cluster_tag(*args) == tag
@@ -44,6 +48,13 @@ def test_shell_command() -> None:
     assert run("num-clusters", "4", "48") == "192"
     assert run("cluster-tag", "--tag", "kmeans_standard_c96") == "kmeans_standard_c96"   # a --cluster-tag
     assert run("cluster-tag", "--tag", "mine", "--seed", "3") == "mine_s3"
+    assert run("cluster-tag", "--tag", "mine", "--round", "2", "--seed", "3") == "mine_r2_s3"
+    assert run("cluster-tag", "--method", "kmeans", "--num-clusters", "9", "--source", "ssl",
+               "--round", "1") == "kmeans_c9_ssl"
+    for bad in (["--round", "0"], ["--source", "a/b"]):
+        r = subprocess.run([sys.executable, "-m", "sslsv.naming", "cluster-tag", "--method", "kmeans", *bad],
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr.startswith("ERROR: "), r.stderr
 
 
 def test_system_record_and_the_report_read_it(tmp_path: Path) -> None:

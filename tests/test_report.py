@@ -248,3 +248,47 @@ def test_epoch_cell_shows_selection_or_average() -> None:
     assert _epoch_cell({"final_epoch": 5, "epochs": 6}) == "5/6"
     assert _epoch_cell({"final_epoch": 12, "epochs": 12, "averaged_epochs": [10, 11, 12]}) == "avg 10-12/12"
     assert _epoch_cell(None) == "–"
+
+
+def test_rounds_and_label_free_section(tmp_path: Path) -> None:
+    """Round 2 clusters round 1's network embeddings, a third set clusters the label-free network's:
+    the report's lineage follows metrics.json's "vectors" through system.json, and the label-free
+    network's row names its loss from config.yaml."""
+    (tmp_path / "utt2spk").write_text("".join(f"u{i} s{i % 6}\n" for i in range(30)))
+    exp = tmp_path / "exp"
+    m1 = _cluster(exp, "kmeans_c6", "kmeans", "l2", 6, False)
+    m2 = _cluster(exp, "kmeans_c6_r2", "kmeans", "l2", 6, False)
+    m3 = _cluster(exp, "kmeans_c6_ssl", "kmeans", "l2", 6, False)
+    s1 = _system(exp, "kmeans_c6", "aam")
+    s2 = _system(exp, "kmeans_c6_r2", "aam")
+    ssl = _system(exp, "ssl", "ntxent")
+    for tag, vec in (("kmeans_c6", f"{exp}/ivectors_x_train/ivector.scp"),
+                     ("kmeans_c6_r2", f"{exp}/embed/{s1['name']}/emb_x_train/xvector.scp"),
+                     ("kmeans_c6_ssl", f"{exp}/embed/{ssl['name']}/emb_x_train/xvector.scp")):
+        f = exp / "cluster" / tag / "metrics.json"
+        f.write_text(json.dumps({**json.loads(f.read_text()), "vectors": vec}))
+    for name, labels in ((s1["name"], "kmeans_c6"), (s2["name"], "kmeans_c6_r2"), (ssl["name"], "ssl")):
+        cfg = "head:\n  name: ntxent\n  margin: 0.2\n  symmetric: false\n" if labels == "ssl" else \
+            "head:\n  name: aam\n"
+        (exp / "embed" / name / "config.yaml").write_text(cfg + "mixup:\n  kind: none\n  alpha: 1.0\n")
+        (exp / "embed" / name / "system.json").write_text(json.dumps(
+            {"labels": labels, "config": "ecapa_xs", "head": "ntxent" if labels == "ssl" else "aam",
+             "mixup": "none", "alpha": 1.0}))
+    (exp / "scores/ivector_cosine").mkdir(parents=True)
+    (exp / "scores/ivector_cosine/result.json").write_text(json.dumps(
+        {"eer": 12.345, "min_dcf_0.01": 0.75, "trials": "t", "num_trials": 1000}))
+    text = Report(collect(exp), tmp_path / "rep", "x", "cmd").build()
+    sec = _section(text, "Beyond one round")
+    row = _row(sec, "SSL: ssl_ecapa_xs_ntxent")
+    assert row[1] == "NT-Xent-AM (m = 0.2), asymmetric, τ = 0.03"
+    assert row[3] == f"{ssl['cosine']['eer']:.2f}" and row[5] == f"{ssl['asnorm']['eer']:.2f}"
+    assert _row(sec, "i-vector cosine (stage 5)")[3] == "12.35"
+    for tag, rnd, source, m, s in (("kmeans_c6", "1", "i-vectors", m1, s1),
+                                   ("kmeans_c6_r2", "2", f"network {s1['name']}", m2, s2),
+                                   ("kmeans_c6_ssl", "1", f"network {ssl['name']}", m3, None)):
+        row = _row(sec, tag)
+        assert row[1:4] == [rnd, source, "kmeans"] and row[5:7] == [fmt(m["acc"]), fmt(m["nmi"])], row
+        assert row[7:] == ([s["name"], f"{s['cosine']['eer']:.2f}", f"{s['asnorm']['eer']:.2f}"] if s
+                           else ["–", "–", "–"])
+    # the label-free network never becomes the reference system of the pseudo-label tables
+    assert reference(collect(exp)).head == "aam"

@@ -5,13 +5,17 @@ never has two spellings; stages record what they were (method, C, seed in ``metr
 and config of a network in ``system.json``) and the report reads those records, not the names.
 
     C        = max(2, round(multiplier x true speaker count))       (the papers' C = 1x, 2x, 4x)
-    tag      = <method>[_<input norm>][_c<C>][_s<seed>]             (kmeans_c48, kmeans_standard_c96_s1)
+    tag      = <method>[_<input norm>][_c<C>][_<source>][_r<round>][_s<seed>]
+                                                          (kmeans_c48, kmeans_standard_c96_s1, cimc_c48_r2)
     labels   = <data>/<train set>_pl_<tag>                           (stage 7's data dir)
     network  = <tag>_<config stem>_<head>[_<mixup><alpha>][_s<seed>] (stage 8's dir under exp/<name>/embed)
 
 ``_c<C>`` is left out for a method that chooses the number of clusters itself (HDBSCAN), ``_<input
 norm>`` is written only when it differs from the method config's own, and ``_s<seed>`` only for a seed
 other than 0, so seed 0's results keep their plain names and are never touched by another seed's run.
+``_<source>`` names vectors other than the i-vectors that round 1 clustered (``ssl``: the label-free
+network's embeddings), and ``_r<round>`` a later round of iterative pseudo labels (round r clusters the
+embeddings of round r - 1's network; round 1 has no suffix, so a one-round run keeps its plain name).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from .tables import DataError, atomic_path
 
 SUPERVISED = "supervised"   # the label source of a network trained on the true speakers
+LABEL_FREE = "ssl"          # the label source of the contrastive network (each utterance its own instance)
 
 
 def num_clusters(multiplier: float, num_speakers: int) -> int:
@@ -40,11 +45,21 @@ def seed_suffix(seed: int) -> str:
     return "" if int(seed) == 0 else f"_s{int(seed)}"
 
 
-def cluster_tag(method: str, n_clusters: int | None, input_norm: str = "", seed: int = 0) -> str:
+def cluster_tag(method: str, n_clusters: int | None, input_norm: str = "", seed: int = 0, source: str = "",
+                round_: int = 1) -> str:
     """The name of a pseudo-label set (see the module docstring)."""
     norm = f"_{input_norm}" if input_norm else ""
     c = "" if n_clusters is None else f"_c{int(n_clusters)}"
-    return f"{method}{norm}{c}{seed_suffix(seed)}"
+    return f"{method}{norm}{c}{_source_round(source, round_)}{seed_suffix(seed)}"
+
+
+def _source_round(source: str, round_: int) -> str:
+    """``[_<source>][_r<round>]`` of a pseudo-label set's tag."""
+    if int(round_) < 1:
+        raise ValueError(f"rounds count from 1, got {round_}")
+    if source and not source.replace("-", "").replace(".", "").isalnum():
+        raise ValueError(f"a vector source is a plain word (letters, digits, '-', '.'), got {source!r}")
+    return (f"_{source}" if source else "") + ("" if int(round_) == 1 else f"_r{int(round_)}")
 
 
 def pseudo_label_dir(data: str, train_set: str, tag: str) -> str:
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--tag", help="a name chosen by the user (run.sh --cluster-tag): only the seed is added")
     p.add_argument("--num-clusters", type=int, default=None, help="leave out for a method that picks C")
     p.add_argument("--input-norm", default="", help="only when it differs from the method config's")
+    p.add_argument("--source", default="", help="vectors other than i-vectors (--cluster-input ssl)")
+    p.add_argument("--round", type=int, default=1, help="round of iterative pseudo labels (run.sh --rounds)")
     p.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.cmd == "num-clusters":
@@ -127,10 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR: {e}", file=sys.stderr)
             return 1
         print(network_tag(a.config, cfg, a.seed))
-    elif a.tag:
-        print(f"{a.tag}{seed_suffix(a.seed)}")
-    else:
-        print(cluster_tag(a.method, a.num_clusters, a.input_norm, a.seed))
+    elif a.cmd == "cluster-tag":
+        try:
+            if a.tag:
+                print(f"{a.tag}{_source_round(a.source, a.round)}{seed_suffix(a.seed)}")
+            else:
+                print(cluster_tag(a.method, a.num_clusters, a.input_norm, a.seed, a.source, a.round))
+        except ValueError as e:
+            print(f"ERROR: {e}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -33,7 +33,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -742,7 +742,11 @@ def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str, avg_epochs: i
 
 def load_final(path: str | os.PathLike, device: torch.device) -> nn.Module:
     """The embedding network of a ``final.pt`` (or of a full checkpoint), in eval mode on ``device``."""
-    st = torch.load(path, map_location="cpu", weights_only=False)
+    return model_from_state(torch.load(path, map_location="cpu", weights_only=False), device)
+
+
+def model_from_state(st: Mapping[str, Any], device: torch.device) -> nn.Module:
+    """The embedding network of a loaded ``final.pt`` / checkpoint dict (its ``config`` and ``model``)."""
     feat_dim = edata.FeatureConfig.from_dict(st["config"]["features"]).feat_dim
     model = build_model({"feat_dim": feat_dim, **st["config"]["model"]})
     model.load_state_dict(st["model"])

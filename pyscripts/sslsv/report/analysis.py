@@ -10,12 +10,14 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import t as student_t
 
 from ..cluster.metrics import METRICS
-from ..naming import SUPERVISED
+from ..naming import LABEL_FREE, SUPERVISED
 from ..study import HEAD_NAMES, MIXUPS
 from .collect import ClusterRun, Results, System
 
@@ -50,7 +52,7 @@ class Reference:
 def reference(res: Results, head: str | None = None, config: str | None = None) -> Reference | None:
     """The most common (config, head) among the scored pseudo-label systems with no regulariser (among
     all scored systems when none has no regulariser), unless given; AAM wins a tie (the papers' head)."""
-    scored = [s for s in res.systems if s.cosine is not None]
+    scored = [s for s in res.systems if s.cosine is not None and s.labels != LABEL_FREE]
     plain = [s for s in scored if s.mixup == "none"] or scored
     if not plain:
         return None
@@ -71,6 +73,59 @@ def find(res: Results, labels: str, ref: Reference, head: str | None = None, mix
     hits = [s for s in res.systems if s.labels == labels and s.config == ref.config and s.head == head
             and s.mixup == mixup]
     return sorted(hits, key=lambda s: s.name)[0] if hits else None
+
+
+def trained_on(res: Results, labels: str, ref: Reference) -> System | None:
+    """:func:`find`'s system for ``labels``, else the first scored one by name trained on them."""
+    hit = find(res, labels, ref)
+    if hit is not None:
+        return hit
+    hits = sorted((s for s in res.systems if s.labels == labels), key=lambda s: (s.cosine is None, s.name))
+    return hits[0] if hits else None
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a pseudo-label set's vectors came from: round 1 clusters i-vectors (or the label-free
+    network's embeddings, or any vectors given); round r clusters the embeddings of a network trained on
+    round r - 1's labels."""
+
+    round: int
+    source: str                     # "i-vectors", "network <name>" or the path clustered
+    root: str                       # the round-1 set of the chain (the set itself in round 1)
+
+
+def lineage(res: Results, tag: str) -> Lineage:
+    """The :class:`Lineage` of the pseudo-label set ``tag``, from the ``vectors`` its metrics.json records
+    (``exp/<name>/embed/<network>/emb_<set>/xvector.scp`` for a network's embeddings)."""
+    seen: set[str] = set()
+    rnd, source, cur = 1, "", tag
+    while cur not in seen:
+        seen.add(cur)
+        c = res.clusters.get(cur)
+        vec = (c.vectors or "") if c else ""
+        parts = Path(vec).parts
+        if "embed" not in parts or parts.index("embed") + 1 >= len(parts):
+            src = "i-vectors" if "ivector" in vec or not vec else vec
+            return Lineage(rnd, source or src, cur)
+        net = parts[parts.index("embed") + 1]
+        source = source or f"network {net}"
+        parent = next((s.labels for s in res.systems if s.name == net), None)
+        if parent is None or parent in (LABEL_FREE, SUPERVISED) or parent not in res.clusters:
+            return Lineage(rnd, source, cur)
+        rnd, cur = rnd + 1, parent
+    return Lineage(rnd, source, cur)           # a cycle (hand-edited tree): stop where it closes
+
+
+def loss_name(head_opts: dict[str, Any]) -> str:
+    """The contrastive loss of a label-free network in the papers' words: NT-Xent (no margin) or
+    NT-Xent-AM / -AAM with its margin, symmetric or not, and the temperature."""
+    from ..embed.heads import head_defaults
+
+    h = {**head_defaults(str(head_opts.get("name", "ntxent"))), **head_opts}
+    m = float(h.get("margin", 0.0))
+    name = "NT-Xent" if m == 0 else f"NT-Xent-{str(h.get('margin_type', 'am')).upper()} (m = {m:g})"
+    return f"{name}, {'symmetric' if h.get('symmetric') else 'asymmetric'}, τ = {float(h['temperature']):g}"
 
 
 def critical_r(n: int, alpha: float = 0.05) -> float:

@@ -38,6 +38,7 @@ class ClusterRun:
     date: str
     machine: str
     command: str | None
+    vectors: str | None = None      # what was clustered (metrics.json "vectors": i-vectors, embeddings)
 
     @property
     def family(self) -> str:
@@ -68,6 +69,7 @@ class System:
     date: str
     machine: str
     command: str | None
+    head_opts: dict[str, Any] = field(default_factory=dict)   # config.yaml's head section
 
 
 @dataclass
@@ -161,7 +163,7 @@ def _cluster_runs(exp: Path, res: Results) -> None:
                      if v is not None},
             curve=curve if curve.is_file() else None, eval_labels=m.get("eval_labels"),
             date=m.get("date", NOT_RECORDED), machine=m.get("machine", NOT_RECORDED),
-            command=_relative_command(cmd) if cmd else None)
+            command=_relative_command(cmd) if cmd else None, vectors=m.get("vectors"))
     for d in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         if d.name not in res.clusters:
             res.notes.append(f"{d}: no metrics.json (stage 6 unfinished or failed)")
@@ -227,12 +229,16 @@ def _system(d: Path, res: Results) -> System | None:
         res.notes.append(f"{d.name}: training unfinished (no final.pt)")
     src = result or final
     date = src.get("date") or (started or NOT_RECORDED)
+    try:
+        head_opts = dict((yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}).get("head") or {})
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+        head_opts = {}
     return System(name=d.name, labels=labels, config=config, head=head, mixup=kind, alpha=alpha, cosine=cos,
                   asnorm=asn, trials=result.get("trials") if result else None,
                   num_trials=result["cosine"].get("num_trials") if result else None,
                   epoch=_epoch_cell(final),
                   date=date, machine=src.get("machine", NOT_RECORDED),
-                  command=_relative_command(cmd) if cmd else None)
+                  command=_relative_command(cmd) if cmd else None, head_opts=head_opts)
 
 
 def _epoch_cell(final: dict[str, Any] | None) -> str:

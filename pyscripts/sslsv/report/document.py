@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cluster.metrics import METRICS
-from ..naming import SUPERVISED
+from ..naming import LABEL_FREE, SUPERVISED
 from ..provenance import provenance
 from ..study import Study
 from ..tables import atomic_path
@@ -24,8 +24,11 @@ from .analysis import (
     critical_r,
     find,
     grid,
+    lineage,
+    loss_name,
     ordered_sets,
     reference,
+    trained_on,
 )
 from .collect import Results, System
 
@@ -100,6 +103,7 @@ class Report:
         self._missing()
         self._systems()
         self._table1()
+        self._beyond_one_round()
         self._margins()
         self._regularisers()
         self._correlations()
@@ -187,6 +191,45 @@ class Report:
               "ACC to purity are computed against the true training labels, for evaluation only; "
               "silhouette, CHS and DBS on the clustering's (normalised) inputs."
               + (f" True number of training speakers: {self.n_true}." if self.n_true else ""), ""]
+
+    def _beyond_one_round(self) -> None:
+        """The label-free networks against the i-vector cosine baseline, and every chain of pseudo
+        labels that goes beyond clustering the i-vectors once (later rounds, other vectors clustered)."""
+        free = sorted((s for s in self.res.systems if s.labels == LABEL_FREE), key=lambda s: s.name)
+        lin = {t: lineage(self.res, t) for t in self.res.clusters}
+        roots = {x.root for t, x in lin.items() if x.round > 1 or x.source != "i-vectors"}
+        chain = sorted((t for t, x in lin.items() if x.root in roots or t in roots),
+                       key=lambda t: (lin[t].root, lin[t].round, t))
+        if not free and not chain:
+            return
+        L = self.lines
+        L += ["## Beyond one round: the label-free network and iterative pseudo labels", ""]
+        if free:
+            base = next((b for b in self.res.baselines if b.name == "ivector_cosine"), None)
+            rows = [] if base is None else [["i-vector cosine (stage 5)", MISSING, MISSING,
+                                             f"{base.score.eer:.2f}", f"{base.score.min_dcf:.3f}", MISSING,
+                                             MISSING]]
+            rows += [[f"SSL: {s.name}", loss_name(s.head_opts), s.epoch, _eer(s), _dcf(s), _eer(s, "asnorm"),
+                      _dcf(s, "asnorm")] for s in free]
+            L += md_table(["system (no labels)", "loss", "epoch (sel./all)", "cosine EER", "minDCF",
+                           "AS-norm EER", "minDCF"], rows)
+            L += ["", "SimCLR-style training with no labels at all: two chunks of each utterance with their "
+                  "own augmentation are the positive pair, every other chunk of the batch a negative "
+                  "(docs/network.md §3.8). The AS-norm cohort is the training utterances.", ""]
+        if chain:
+            rows = []
+            for t in chain:
+                c, x = self.res.clusters[t], lin[t]
+                s = trained_on(self.res, t, self.ref)
+                rows.append([t, str(x.round), x.source, c.method, str(c.requested) if c.requested else "auto",
+                             fmt(c.metrics.get("acc")), fmt(c.metrics.get("nmi")), s.name if s else MISSING,
+                             _eer(s), _eer(s, "asnorm")])
+            L += md_table(["pseudo labels", "round", "vectors clustered", "method", "C asked", "ACC", "NMI",
+                           "network", "cosine EER", "AS-norm EER"], rows)
+            L += ["", "Round 1 clusters the i-vectors (or the label-free network's embeddings); round r "
+                  "clusters the training-set embeddings of the network trained on round r - 1's labels "
+                  "(`run.sh --rounds N`, `--cluster-input`). ACC and NMI against the true training "
+                  "labels, for evaluation only.", ""]
 
     def _grid_table(self, title: str, rows: list[str], columns: list[str], by: str, names: dict[str, str],
                     caption: str) -> None:
