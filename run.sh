@@ -266,6 +266,9 @@ case $ssl in none|also|only) ;; *) echo "$0: --ssl must be none, also or only, g
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "$0: --rounds must be an integer >= 1, got '$rounds'" >&2; exit 1; }
 clusters=true           # --ssl only: no clustering system (stages 6-7 make nothing but the ssl data dir)
 [ "$ssl" = only ] && clusters=false
+if [ "$ssl" = only ] && { [ "$rounds" != 1 ] || [ -n "$cluster_input" ]; }; then
+  echo "$0: --ssl only makes no pseudo labels; --rounds and --cluster-input need --ssl none or also" >&2; exit 1
+fi
 
 # A system is a label source (the pseudo labels of stage 7, "supervised" = the true labels, or "ssl" = no
 # labels) trained with one config; its name says which: <labels>_<config>_<head>[_<mixup><alpha>].

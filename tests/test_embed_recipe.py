@@ -154,6 +154,7 @@ def test_run_sh_round_2_resumes_after_a_kill(demo_ivectors: Path, root: Path, tm
     assert row.endswith(f"| {res['cosine']['eer']:.2f} | {res['asnorm']['eer']:.2f} |"), row
     # bad options fail before any work
     for bad, msg in ((["--rounds", "0"], "--rounds must be an integer >= 1"),
-                     (["--cluster-input", str(tmp_path)], "needs --cluster-tag")):
+                     (["--cluster-input", str(tmp_path)], "needs --cluster-tag"),
+                     (["--ssl", "only"], "--ssl only makes no pseudo labels")):
         b = subprocess.run([*cmd, *bad], capture_output=True, text=True)
         assert b.returncode == 1 and msg in b.stderr, b.stderr
