@@ -19,13 +19,18 @@ EMBED_OPTS = ("train.epochs=3 model.channels=32 model.se_dim=16 model.att_dim=16
               "features.chunk_frames=100 train.num_workers=0 augment.aug_prob=0.3")
 
 
+def kmeans_am_imix(work: Path, root: Path, *extra: str) -> list[str]:
+    """run.sh stages 6-9 on the demo work dir: k-means labels, the tiny network with AM and i-mix 0.5."""
+    return [str(root / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
+            "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
+            "--stage", "6", "--stop-stage", "9", "--cluster-method", "kmeans", "--nj", "2",
+            "--embed-head", "am", "--embed-mixup", "imix", "--embed-mixup-alpha", "0.5",
+            "--embed-opts", EMBED_OPTS, "--top-n", "20", *extra]
+
+
 def test_run_sh_stages_6_to_10(demo_ivectors: Path, root: Path) -> None:
     work = demo_ivectors
-    cmd = [str(root / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
-           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
-           "--stage", "6", "--stop-stage", "9", "--cluster-method", "kmeans", "--nj", "2",
-           "--embed-head", "am", "--embed-mixup", "imix", "--embed-mixup-alpha", "0.5",
-           "--embed-opts", EMBED_OPTS, "--supervised", "true", "--top-n", "20"]
+    cmd = kmeans_am_imix(work, root, "--supervised", "true")
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = {}
@@ -111,11 +116,7 @@ def test_run_sh_round_2_resumes_after_a_kill(demo_ivectors: Path, root: Path, tm
     once round 2's network has a checkpoint, the rerun redoes nothing of round 1 and resumes round 2's
     training from that checkpoint; the report's rounds table reads the chain back."""
     work = demo_ivectors
-    cmd = [str(root / "run.sh"), "--corpus", "demo", "--corpus-dir", str(work / "corpus"),
-           "--data", str(work / "data"), "--exp", str(work / "exp"), "--mfcc-dir", str(work / "mfcc"),
-           "--stage", "6", "--stop-stage", "9", "--cluster-method", "kmeans", "--nj", "2",
-           "--embed-head", "am", "--embed-mixup", "imix", "--embed-mixup-alpha", "0.5",
-           "--embed-opts", EMBED_OPTS, "--top-n", "20", "--rounds", "2"]
+    cmd = kmeans_am_imix(work, root, "--rounds", "2")
     net1 = work / "exp/embed/kmeans_c48_ecapa_xs_am_imix0.5"
     net2 = work / "exp/embed/kmeans_c48_r2_ecapa_xs_am_imix0.5"
     with open(tmp_path / "killed.log", "w") as out:
