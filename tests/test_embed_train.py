@@ -273,7 +273,7 @@ def test_contrastive_training_without_labels(few_speakers: Path, tmp_path):
 
     opts = ["head.name=ntxent", "head.temperature=0.1", "augment.spec_aug=true", "optim.name=adam",
             "optim.lr=0.004", "optim.final_lr=0.001", "optim.ref_batch=8", "optim.weight_decay=0"]
-    cfg = _cfg("train.epochs=20", *opts)
+    cfg = _cfg("train.epochs=20", "train.select=best", *opts)   # best falls back to last: nothing validated
     rc = RunConfig.from_dict(cfg)
     _, net0 = _build_network(rc, read_data(rc, few_speakers), torch.device("cpu"))
     before = _separation(net0.model, few_speakers, rc)

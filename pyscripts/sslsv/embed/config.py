@@ -59,7 +59,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "val_min_utts": 4,      # only speakers with at least this many utterances give validation ones
         "val_max_nontarget": 20000,  # validation trials: every target pair and at most this many others
         "val_every": 1,         # epochs between validations
-        "select": "best",       # best (lowest validation EER) | last | avg<k> (mean of the last k epochs)
+        "select": "last",       # last | best (lowest validation EER) | avg<k> (mean of the last k epochs);
+                                # last: measured on held-out training speakers (docs/network.md §6.7)
         "amp": False,           # bf16 autocast of the network on CUDA (the heads compute in fp32 regardless)
         "tf32": True,           # CUDA: TF32 matmuls/convolutions in fp32 training (10-bit mantissa products)
         "log_every": 20,        # iterations between progress lines
