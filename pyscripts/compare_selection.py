@@ -25,22 +25,13 @@ from sslsv.embed import data as edata
 from sslsv.embed.trainer import (
     average_states,
     best_epoch,
+    kept_epochs,
     model_from_state,
     validation_eer,
     validation_trials,
 )
 from sslsv.provenance import provenance
 from sslsv.tables import DataError, atomic_path, c_sorted, read_scp
-
-
-def parse_rule(rule: str, epochs: int) -> list[int]:
-    """The epochs whose weights a rule keeps (one epoch, or the last k for ``avg<k>``); ``best`` is
-    resolved by the caller."""
-    if rule == "last":
-        return [epochs]
-    if rule.startswith("avg") and rule[3:].isdigit() and int(rule[3:]) >= 1:
-        return list(range(max(1, epochs - int(rule[3:]) + 1), epochs + 1))
-    raise ValueError(f"unknown rule {rule!r} (best, last or avg<k>)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,12 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"epoch {e:3d}: dev EER {per_epoch[e]:6.2f} %  (validation EER on its labels "
                   f"{states[e]['val_eer']:.2f} %)")
         rules = {}
-        best = best_epoch(net / "train_log.tsv")
+        best = best_epoch(net / "train_log.tsv")["epoch"]
         for rule in a.rules.split(","):
-            if rule == "best":
-                keep = [best["epoch"] or epochs]
-            else:
-                keep = parse_rule(rule, epochs)
+            keep = kept_epochs(rule, epochs, best)
             eer = per_epoch[keep[0]] if len(keep) == 1 else dev_eer(
                 average_states([states[e]["model"] for e in keep]))
             rules[rule] = {"epochs": keep, "dev_eer": eer}

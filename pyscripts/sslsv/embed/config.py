@@ -185,8 +185,7 @@ class TrainConfig(_Section):
     @property
     def avg_epochs(self) -> int:
         """k of ``select: avg<k>`` (0 for best / last or a malformed rule)."""
-        k = self.select[3:]
-        return int(k) if self.select.startswith("avg") and k.isdigit() else 0
+        return avg_k(self.select)
 
     def check(self) -> None:
         """A known selection rule and at least one epoch and one sample per batch."""
@@ -195,6 +194,12 @@ class TrainConfig(_Section):
                             "last k epochs' weights averaged, e.g. avg3)")
         if self.epochs < 1 or self.batch_size < 1:
             raise DataError("train.epochs and train.batch_size must be at least 1")
+
+
+def avg_k(select: str) -> int:
+    """k of a ``train.select: avg<k>`` rule (0 for best / last or a malformed rule)."""
+    k = select[3:]
+    return int(k) if select.startswith("avg") and k.isdigit() else 0
 
 
 def _set(cfg: dict[str, dict[str, Any]], key: str, value: Any, src: str) -> None:

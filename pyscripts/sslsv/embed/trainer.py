@@ -48,7 +48,7 @@ from ..provenance import provenance
 from ..scoring import compute_eer
 from ..tables import DataError, atomic_path, write_lines
 from . import data as edata
-from .config import DEFAULTS, MarginConfig, MixupConfig, OptimConfig, TrainConfig, dump
+from .config import DEFAULTS, MarginConfig, MixupConfig, OptimConfig, TrainConfig, avg_k, dump
 from .ecapa import build_model
 from .extract import embed_all
 from .heads import build_head, is_label_free
@@ -654,7 +654,7 @@ def train(cfg: dict[str, dict[str, Any]], data_dir: str | os.PathLike, out_dir: 
 
     summary: dict[str, Any] = {}
     if d.main and stop == epochs:
-        summary = _finalise(s.out, s.ckpt_dir, epochs, rc.train.select, rc.train.avg_epochs)
+        summary = _finalise(s.out, s.ckpt_dir, epochs, rc.train.select)
     d.barrier()
     return summary
 
@@ -710,18 +710,32 @@ def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
     return avg
 
 
-def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str, avg_epochs: int = 0) -> dict[str, Any]:
+def kept_epochs(select: str, epochs: int, best: int) -> list[int]:
+    """The epochs whose weights ``train.select`` keeps after ``epochs`` epochs: ``[best]`` (the last
+    epoch when none was validated, ``best`` 0), ``[epochs]`` for ``last``, the last k for ``avg<k>``."""
+    k = avg_k(select)
+    if k > 0:
+        return list(range(max(1, epochs - k + 1), epochs + 1))
+    if select == "best":
+        return [best or epochs]
+    if select == "last":
+        return [epochs]
+    raise ValueError(f"unknown selection rule {select!r} (best, last or avg<k>)")
+
+
+def _finalise(out: Path, ckpt_dir: Path, epochs: int, select: str) -> dict[str, Any]:
     """Write final.pt (the selected epoch's network, or for ``select: avg<k>`` the average of the last
-    ``avg_epochs`` = k epochs' weights) and final.json."""
+    k epochs' weights) and final.json."""
     best = best_epoch(out / "train_log.tsv")
+    kept = kept_epochs(select, epochs, best["epoch"])
     if select == "best" and best["epoch"] == 0:
         select = "last: no validation EER"   # too few held-out utterances for target and nontarget trials
-    epoch = best["epoch"] if select == "best" else epochs
+    epoch = kept[-1]
     st = torch.load(ckpt_dir / f"ep{epoch:03d}.pt", map_location="cpu", weights_only=False)
     averaged: list[int] = []
     val_eer = st["val_eer"]
-    if avg_epochs > 0:
-        averaged = list(range(max(1, epochs - avg_epochs + 1), epochs + 1))
+    if avg_k(select) > 0:
+        averaged = kept
         states = [torch.load(ckpt_dir / f"ep{e:03d}.pt", map_location="cpu", weights_only=False)["model"]
                   for e in averaged[:-1]] + [st["model"]]
         st = {**st, "model": average_states(states)}
