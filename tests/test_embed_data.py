@@ -339,7 +339,7 @@ def test_corruption_odds() -> None:
     kinds = []
     for _ in range(3000):
         kinds.append(corrupt(x, RATE, dataclasses.replace(cfg, rt60=(0.01, 0.02)), rng,
-                             lambda k: [x[::-1]] * k)[1]["type"])
+                             lambda k, n: [x[::-1][:n]] * k)[1]["type"])
     frac = np.mean([k is not None for k in kinds])
     assert abs(frac - 0.6) < 0.03, frac            # sd 0.009
     got = np.array([kinds.count(k) for k in CORRUPTIONS]) / sum(k is not None for k in kinds)

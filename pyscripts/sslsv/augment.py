@@ -66,7 +66,8 @@ log = logging.getLogger(__name__)
 INT16_PEAK = 32767.0
 NOISE_KINDS = ("white", "pink", "brown")
 AUG_TYPES = ("noise", "babble", "reverb")
-_BETA = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+NOISE_BETA = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+DRR_DB = (0.0, 10.0)         # direct-to-reverberant ratio of a synthetic RIR, uniform (dB)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -124,12 +125,12 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, rate: int = 16000,
     white noise by ``f^(-β/2)``. ``band=(lo, hi)`` in Hz keeps only that band; ``mod=(freq_hz, depth)``
     multiplies by ``1 + depth·sin(2π·freq·t + φ)`` with a random phase (a slowly pulsing noise).
     """
-    if kind not in _BETA:
+    if kind not in NOISE_BETA:
         raise ValueError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
     if n <= 0:
         raise ValueError(f"noise length must be positive, got {n}")
     w = rng.standard_normal(n)
-    beta = _BETA[kind]
+    beta = NOISE_BETA[kind]
     if beta or band is not None:
         spec = np.fft.rfft(w)
         f = np.fft.rfftfreq(n, 1.0 / rate)
@@ -154,9 +155,11 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, rate: int = 16000,
     return w / rms
 
 
-def random_noise(n: int, rng: np.random.Generator, rate: int = 16000) -> tuple[np.ndarray, str]:
-    """Noise of a random kind, band-limited with probability 0.5 and modulated with probability 0.3
-    (the ``noise`` copy of the data dir builder); returns ``(noise, description)``."""
+def noise_params(rng: np.random.Generator, rate: int = 16000
+                 ) -> tuple[str, tuple[float, float] | None, tuple[float, float] | None]:
+    """The random shape of a :func:`random_noise`: ``(kind, band, mod)``: a uniform kind, a band with
+    probability 0.5 (low edge U(50, 1000) Hz, high edge at least 500 Hz above, at most Nyquist) and a
+    modulation with probability 0.3 (U(0.5, 4) Hz, depth U(0.3, 1))."""
     kind = NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
     band = None
     if rng.random() < 0.5:
@@ -164,6 +167,13 @@ def random_noise(n: int, rng: np.random.Generator, rate: int = 16000) -> tuple[n
         hi = float(min(rng.uniform(lo + 500.0, rate / 2), rate / 2))
         band = (lo, hi)
     mod = (float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.3, 1.0))) if rng.random() < 0.3 else None
+    return kind, band, mod
+
+
+def random_noise(n: int, rng: np.random.Generator, rate: int = 16000) -> tuple[np.ndarray, str]:
+    """Noise of a random shape (:func:`noise_params`; the ``noise`` copy of the data dir builder);
+    returns ``(noise, description)``."""
+    kind, band, mod = noise_params(rng, rate)
     desc = kind + (f" band={band[0]:.0f}-{band[1]:.0f}Hz" if band else "") + \
         (f" mod={mod[0]:.2f}Hz/{mod[1]:.2f}" if mod else "")
     return make_noise(kind, n, rng, rate, band, mod), desc
@@ -177,10 +187,18 @@ def babble(x: np.ndarray, others: Sequence[np.ndarray], snr_db: float, rng: np.r
     unit RMS (silent ones are skipped); their sum is added like :func:`add_noise`. Returns float64.
     """
     x = np.asarray(x, dtype=np.float64)
+    return babble_mix(x, [fit_length(o, x.size, rng) for o in others], snr_db, peak)
+
+
+def babble_mix(x: np.ndarray, segments: Sequence[np.ndarray], snr_db: float,
+               peak: float = INT16_PEAK) -> np.ndarray:
+    """The mixing step of :func:`babble`: ``segments`` (already of ``len(x)`` samples) each scaled to unit
+    RMS (silent ones skipped), summed and added to ``x`` at ``snr_db`` dB. Returns float64."""
+    x = np.asarray(x, dtype=np.float64)
     total = np.zeros(x.size)
     used = 0
-    for o in others:
-        seg = fit_length(o, x.size, rng)
+    for seg in segments:
+        seg = np.asarray(seg, dtype=np.float64)
         p = power(seg)
         if p > 0.0:
             total += seg / np.sqrt(p)
@@ -202,7 +220,7 @@ def synth_rir(rt60: float, rate: int, rng: np.random.Generator, drr_db: float | 
     if rt60 <= 0:
         raise ValueError(f"rt60 must be positive, got {rt60}")
     if drr_db is None:
-        drr_db = float(rng.uniform(0.0, 10.0))
+        drr_db = float(rng.uniform(*DRR_DB))
     if predelay_s is None:
         predelay_s = float(rng.uniform(0.001, 0.010))
     d = int(round(predelay_s * rate))

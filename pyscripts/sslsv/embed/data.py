@@ -4,7 +4,8 @@ fly, turned into 40-dim MFCC or 80-dim filterbanks.
 
 Per item, in this order (WeSpeaker's, docs/network.md §2.1):
 
-1. **read** the ``wav.scp`` entry (a path or a ``cmd |`` pipe) on Kaldi's int16 scale;
+1. **read** the ``wav.scp`` entry (a path or a ``cmd |`` pipe) on Kaldi's int16 scale: only the
+   samples the item's windows need where the file can seek (:mod:`.voiced`), else the whole utterance;
 2. **voiced samples** (``use_vad``): the samples covered by the voiced 10-ms frames of ``vad.scp``,
    concatenated. This mirrors Kaldi's x-vector recipe, which removes silence (``select-voiced-frames``
    on the features) before cutting training examples; here it is done on the waveform so that features
@@ -13,8 +14,9 @@ Per item, in this order (WeSpeaker's, docs/network.md §2.1):
    belongs to frame ``min(n // s, T-1)``. An utterance without any voiced sample is used whole
    (with a warning) rather than dropped, since a map-style dataset cannot skip an index;
 3. **speed perturbation** (``speed_perturb``): factor 1.0 / 0.9 / 1.1 uniformly, label ← label + K·idx
-   (3K classes), by stage 2's ``sox speed F rate R``. Only a random window just long enough for the chunk
-   is perturbed (the cost of sox grows with the length, not the chunk);
+   (3K classes), by polyphase resampling (:mod:`.resample`: ``resample_poly``'s filter; stage 2 uses
+   ``sox speed``, a subprocess per item). Only a random window just long enough for the chunk is
+   perturbed;
 4. **random chunk** of ``chunk_samples`` (32,240 samples = 200 frames with snip-edges): uniform start in a
    long signal; a short one is tiled (repeated) and cut to length (WeSpeaker);
 5. **corruption** with probability ``aug_prob``: one of reverb / coloured noise / babble / reverb+noise
@@ -41,25 +43,24 @@ import dataclasses
 import functools
 import math
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kaldiio
 import numpy as np
 import torch
 
 from .. import augment
-from ..audio import read_audio
 from ..features.kaldi_options import MfccConfig, read_mfcc_config
-from ..features.mfcc import compute_mfcc, num_frames, resample
+from ..features.mfcc import compute_mfcc, num_frames
 from ..tables import DataError, c_sorted, read_scp, read_table
+from . import resample
+from .voiced import ArraySource, VoicedSource, cyclic_window, fit_window, load_voiced, open_voiced
+from .voiced import voiced_samples as voiced_samples  # re-exported: part of this module's interface
 
 SPEED_FACTORS = (1.0, 0.9, 1.1)
 CORRUPTIONS = ("reverb", "noise", "babble", "reverb_noise")
-VAD_SHIFT_MS = 10.0          # frame shift of the stage-1 VAD (conf/mfcc.conf)
 MIN_EXTRACT_FRAMES = 50      # extraction tiles shorter utterances up to this (docs/network.md §6.1)
 _SPEED_MARGIN = 800          # extra samples around the window that is speed-perturbed
 
@@ -299,64 +300,18 @@ def read_training_list(data_dir: str | os.PathLike, utt2spk: str | os.PathLike |
 # Waveform helpers
 
 
-def voiced_samples(x: np.ndarray, vad: np.ndarray, rate: int, where: str = "") -> np.ndarray:
-    """The samples of ``x`` whose 10-ms VAD frame is voiced (sample ``n`` → frame ``min(n // s, T-1)``),
-    concatenated. A VAD whose length does not match the audio (``round(N/s)`` ± 2 frames) is an error."""
-    x = np.asarray(x)
-    v = np.asarray(vad).reshape(-1) != 0
-    s = int(rate * VAD_SHIFT_MS / 1000)
-    expect = (x.size + s // 2) // s
-    if abs(v.size - expect) > 2 or v.size == 0:
-        raise DataError(f"{where + ': ' if where else ''}VAD has {v.size} frames but the audio has "
-                        f"{x.size} samples ({expect} frames of {VAD_SHIFT_MS:g} ms)")
-    frame = np.minimum(np.arange(x.size) // s, v.size - 1)
-    return x[v[frame]]
-
-
 def fit_chunk(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """A chunk of ``n`` samples: from a uniform random start if ``len(x) >= n``, else ``x`` tiled
-    (repeated from its start) and cut to ``n``."""
-    if x.size >= n:
-        start = int(rng.integers(0, x.size - n + 1))
-        return x[start:start + n]
-    return x[np.arange(n) % x.size]
-
-
-def _to_rate(x: np.ndarray, rate: int, cfg: MfccConfig, where: str) -> np.ndarray:
-    """``x`` at the config's rate (resampled only where the config allows it, as compute_mfcc does)."""
-    fs = int(cfg.sample_frequency)
-    if rate == fs:
-        return x
-    if (rate > fs and cfg.allow_downsample) or (rate < fs and cfg.allow_upsample):
-        return resample(x, rate, fs)
-    raise DataError(f"{where + ': ' if where else ''}sample rate {rate} Hz differs from "
-                    f"--sample-frequency={fs} of the MFCC config (resample in wav.scp, e.g. "
-                    f"'sox in.wav -r {fs} -t wav - |', or allow resampling in the config)")
-
-
-def load_voiced(entry: str, vad_entry: str | None, feat_cfg: FeatureConfig, wav_where: str = "",
-                vad_where: str = "") -> np.ndarray:
-    """The voiced samples (all samples if ``vad_entry`` is None) of a ``wav.scp`` entry at the feature
-    rate, float32 on the int16 scale. No voiced sample: the whole utterance, with a warning."""
-    x, rate = read_audio(entry, wav_where)
-    if vad_entry is not None:
-        try:
-            vad = kaldiio.load_mat(vad_entry)
-        except Exception as e:  # noqa: BLE001 - kaldiio raises many types for a bad ark
-            raise DataError(f"{vad_where or 'vad.scp'}: cannot read VAD {vad_entry!r}: {e}") from e
-        v = voiced_samples(x, vad, rate, vad_where)
-        if v.size:
-            x = v
-        else:
-            warnings.warn(f"{vad_where}: no voiced frame; using the whole utterance", stacklevel=2)
-    return np.asarray(_to_rate(x, rate, feat_cfg.mfcc(), wav_where), dtype=np.float32)
+    (repeated from its start) and cut to ``n`` (:func:`~.voiced.fit_window` of an array)."""
+    return fit_window(ArraySource(x), n, rng)
 
 
 def corrupt(x: np.ndarray, rate: int, cfg: AugConfig, rng: np.random.Generator,
-            babble_sources: Callable[[int], list[np.ndarray]]) -> tuple[np.ndarray, dict[str, Any]]:
+            babble_sources: Callable[[int, int], list[np.ndarray]]) -> tuple[np.ndarray, dict[str, Any]]:
     """With probability ``cfg.aug_prob``, one corruption of ``x`` drawn from :data:`CORRUPTIONS`.
 
-    ``babble_sources(k)`` returns ``k`` other utterances (drawn by the caller). Returns the float64
+    ``babble_sources(k, n)`` returns ``n``-sample segments of ``k`` other utterances (drawn by the
+    caller, each from a random offset as :func:`sslsv.augment.babble` cuts them). Returns the float64
     result and what was drawn: ``{"type": None | name, "snr": dB, "rt60": s, "num_babble": k}``.
     """
     info: dict[str, Any] = {"type": None}
@@ -377,7 +332,7 @@ def corrupt(x: np.ndarray, rate: int, cfg: AugConfig, rng: np.random.Generator,
     elif kind == "babble":
         snr = float(rng.uniform(*cfg.snr_babble))
         k = int(rng.integers(cfg.num_babble[0], cfg.num_babble[1] + 1))
-        y = augment.babble(y, babble_sources(k), snr, rng)
+        y = augment.babble_mix(y, babble_sources(k, y.size), snr)
         info.update(snr=snr, num_babble=k)
     return y, info
 
@@ -392,8 +347,9 @@ class ChunkDataset(torch.utils.data.Dataset):
     ``(views, T, F)``: the views of the contrastive objective (:class:`~.contrastive.NTXentHead`).
 
     ``num_classes`` is K (default: the list's speakers); with speed perturbation the labels live in
-    ``0..num_classes_total-1`` = ``0..3K-1``. ``cache_audio`` keeps every utterance's voiced samples in
-    memory once read (per worker process), which also serves babble sources.
+    ``0..num_classes_total-1`` = ``0..3K-1``. Audio is read by window (:mod:`.voiced`: only the samples a
+    chunk needs); ``cache_audio`` instead keeps every utterance's voiced samples in memory once read
+    (per worker process), which also serves babble sources.
     """
 
     def __init__(self, items: TrainingList, feat_cfg: FeatureConfig, aug_cfg: AugConfig,
@@ -416,7 +372,7 @@ class ChunkDataset(torch.utils.data.Dataset):
             raise DataError(f"ChunkDataset: views must be >= 1, got {views}")
         self.views = int(views)
         self.cache_audio = cache_audio
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[int, ArraySource] = {}
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._mfcc = feat_cfg.mfcc()
         self._rate = int(self._mfcc.sample_frequency)
@@ -444,16 +400,22 @@ class ChunkDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _voiced(self, i: int) -> np.ndarray:
+    def _source(self, i: int) -> VoicedSource:
+        """The voiced samples of utterance ``i``: from the cache, or opened for window reads."""
         if i in self._cache:
             return self._cache[i]
         it = self.items
         use_vad = self.feat_cfg.use_vad
-        x = load_voiced(it.wavs[i], it.vads[i] if use_vad else None, self.feat_cfg, it.wav_where[i],
-                        it.vad_where[i] if use_vad else "")
-        if self.cache_audio:
-            self._cache[i] = x
-        return x
+        args = (it.wavs[i], it.vads[i] if use_vad else None, self._mfcc, it.wav_where[i],
+                it.vad_where[i] if use_vad else "")
+        if not self.cache_audio:
+            return open_voiced(*args)
+        src = self._cache[i] = ArraySource(load_voiced(*args))
+        return src
+
+    def _voiced(self, i: int) -> np.ndarray:
+        """Every voiced sample of utterance ``i``."""
+        return self._source(i).all()
 
     def _others(self, i: int, k: int, rng: np.random.Generator) -> list[int]:
         """``k`` distinct utterances of speakers other than ``i``'s (any other utterance if there is
@@ -476,7 +438,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         key = [self.seed, self.epoch, int(i)] + ([int(view)] if view else [])
         rng = np.random.default_rng(key)
         label = int(self.items.labels[i])
-        x = self._voiced(i)
+        src = self._source(i)
         n = self._chunk
         info: dict[str, Any] = {"speed": 1.0}
         if self.aug_cfg.speed_perturb:
@@ -486,13 +448,14 @@ class ChunkDataset(torch.utils.data.Dataset):
             info["speed"] = f
             if f != 1.0:
                 w = math.ceil(n * f) + _SPEED_MARGIN
-                x = augment.speed_perturb(fit_chunk(x, w, rng) if x.size > w else x, f, self._rate)
-        chunk = fit_chunk(x, n, rng)
+                x = fit_window(src, w, rng) if src.size > w else src.all()
+                src = ArraySource(resample.speed(torch.from_numpy(x), f).numpy())
+        chunk = fit_window(src, n, rng)
 
-        def sources(k: int) -> list[np.ndarray]:
+        def sources(k: int, m: int) -> list[np.ndarray]:
             js = self._others(i, k, rng)
             info["babble_utts"] = js
-            return [self._voiced(j) for j in js]
+            return [cyclic_window(self._source(j), m, rng) for j in js]
 
         y, cinfo = corrupt(chunk, self._rate, self.aug_cfg, rng, sources)
         info.update(cinfo)
@@ -578,8 +541,8 @@ def utterance_features(entry: str, vad_entry: str | None, feat_cfg: FeatureConfi
     ``T >= 50``. ``where`` (``wav.scp:line``) prefixes errors; ``utt`` names the VAD in them."""
     if feat_cfg.use_vad and vad_entry is None:
         raise DataError(f"{where + ': ' if where else ''}no VAD entry for {utt} but use_vad is set")
-    x = load_voiced(entry, vad_entry if feat_cfg.use_vad else None, feat_cfg, where, f"vad.scp: {utt}")
     cfg = feat_cfg.mfcc()
+    x = load_voiced(entry, vad_entry if feat_cfg.use_vad else None, cfg, where, f"vad.scp: {utt}")
     n_min = samples_for_frames(MIN_EXTRACT_FRAMES, cfg)
     if x.size < n_min:
         x = x[np.arange(n_min) % x.size]
