@@ -8,15 +8,21 @@ thread, after a warm-up pass that brings the files into the page cache:
 * ``reads``: ``window`` (the default: only the samples a chunk needs, :mod:`sslsv.embed.voiced`) or
   ``whole`` (every item decodes its utterance and each babble source whole: the path before window reads);
 * ``compute``: ``worker`` (MFCC in the worker) or ``device`` (the worker delivers the dithered waveform);
-* ``aug``: ``off``, ``on`` (corruption with probability 0.6: reverb / noise / babble / reverb+noise) or
-  ``on+sp`` (also speed perturbation, as conf/embed/ecapa_c512.yaml).
+* ``aug``: ``off``, ``on`` (corruption with probability 0.6: reverb / noise / babble / reverb+noise, in the
+  worker), ``on+sp`` (also speed perturbation, as conf/embed/ecapa_c512.yaml), ``dev`` / ``dev+sp`` (the
+  same with ``augment.compute: device``: the worker draws the plan and mixes babble, the corruption and
+  dither run in the training step; only with ``compute: device``).
+
+Then the training step's share of ``dev``: :func:`sslsv.embed.device_augment.apply` on batches of
+--batch plans, ms per batch on --device (the device-side cost the workers no longer pay).
 
 The corpus is a VoxCeleb2-shaped synthetic dir written to a temporary dir (FLAC, durations log-normal
 around 7.8 s clipped to 4-20 s, a VAD with about 15 % of the frames unvoiced in bursts), or --data-dir (a
 Kaldi data dir with wav.scp, utt2spk, vad.scp, e.g. data/speechocean762_train).
 
 Usage: python bench/bench_datapath.py [--utts 400] [--items 300] [--data-dir DIR]
-           [--reads window,whole] [--compute device,worker] [--aug off,on,on+sp]
+           [--reads window,whole] [--compute device,worker] [--aug off,on,on+sp,dev,dev+sp]
+           [--batch 128] [--device cpu]
 """
 from __future__ import annotations
 
@@ -79,7 +85,8 @@ def whole_reads() -> None:
 def run(tl: edata.TrainingList, reads: str, compute: str, aug: str, items: np.ndarray) -> tuple[float, float]:
     feat = edata.FeatureConfig(mfcc_config=str(ROOT / "conf/mfcc_embed.conf"), compute=compute)
     cfg = edata.AugConfig.off() if aug == "off" else dataclasses.replace(
-        edata.AugConfig(), speed_perturb=aug == "on+sp")
+        edata.AugConfig(), speed_perturb=aug.endswith("+sp"),
+        compute="device" if aug.startswith("dev") else "worker")
     ds = edata.ChunkDataset(tl, feat, cfg, seed=0)
     for i in items[:20]:
         ds[int(i)]
@@ -97,7 +104,9 @@ def main() -> None:
     ap.add_argument("--data-dir")
     ap.add_argument("--reads", default="window,whole")
     ap.add_argument("--compute", default="device,worker")
-    ap.add_argument("--aug", default="off,on,on+sp")
+    ap.add_argument("--aug", default="off,on,on+sp,dev,dev+sp")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(machine())
@@ -120,9 +129,38 @@ def main() -> None:
                 whole_reads()
             for compute in a.compute.split(","):
                 for aug in a.aug.split(","):
+                    if aug.startswith("dev") and compute != "device":
+                        continue
                     ips, ms = run(tl, reads, compute, aug, items)
                     print(f"{reads:>7} {compute:>8} {aug:>6} {ips:>9.1f} {ms:>8.2f} {rss_mib():>8.0f}",
                           flush=True)
+
+        bench_apply(tl, a.batch, torch.device(a.device))
+
+
+def bench_apply(tl: edata.TrainingList, batch: int, dev: torch.device) -> None:
+    """ms per batch of the device side of ``augment.compute: device`` (corruption and dither)."""
+    from sslsv.embed import device_augment
+
+    feat = edata.FeatureConfig(mfcc_config=str(ROOT / "conf/mfcc_embed.conf"), compute="device")
+    ds = edata.ChunkDataset(tl, feat, dataclasses.replace(edata.AugConfig(), compute="device"), seed=0)
+    b = torch.utils.data.default_collate([ds[i % len(tl)][0] for i in range(batch)])
+    b = {k: v.to(dev) for k, v in b.items()}
+    typ = b["plan"][:, device_augment.TYPE].long().bincount(minlength=5).tolist()
+
+    def once() -> None:
+        device_augment.apply(b["wave"], b["plan"], b["key"], 16000, "power", 1.0)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    once()
+    reps = 10
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        once()
+    ms = 1000 * (time.perf_counter() - t0) / reps
+    print(f"device side on {dev}: {ms:.1f} ms per batch of {batch} (none/reverb/noise/babble/"
+          f"reverb+noise = {'/'.join(map(str, typ))}), {1000 * batch / ms:.0f} chunks/s")
 
 
 if __name__ == "__main__":

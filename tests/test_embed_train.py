@@ -171,6 +171,23 @@ def test_same_weights_on_a_busy_machine(few_speakers: Path, tmp_path):
     assert _log(tmp_path / "idle")[0]["loss"] == _log(tmp_path / "busy")[0]["loss"]
 
 
+def test_device_augmentation_trains_the_same_with_workers(few_speakers: Path, tmp_path):
+    """augment.compute=device (plans from the workers, corruption and dither in the step, features there
+    too), speed perturbation on: the same weights with no worker and with two, and a falling loss."""
+    cfg = _cfg("train.epochs=3", "features.compute=device", "augment.compute=device", "augment.aug_prob=0.6",
+               "augment.speed_perturb=true", "optim.name=adam", "optim.lr=0.004", "optim.ref_batch=8")
+    train(cfg, few_speakers, tmp_path / "w0", device_spec="cpu")
+    cfg["train"]["num_workers"] = 2
+    train(cfg, few_speakers, tmp_path / "w2", device_spec="cpu")
+    a = torch.load(tmp_path / "w0/ckpt/ep003.pt", weights_only=False)
+    b = torch.load(tmp_path / "w2/ckpt/ep003.pt", weights_only=False)
+    for part in ("model", "head"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    losses = [float(r["loss"]) for r in _log(tmp_path / "w0")]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
+
 def test_resume_is_exact(few_speakers: Path, tmp_path):
     """2 epochs in one run == 1 epoch, stop, resume, 1 epoch: identical weights and optimizer state
     (with augmentation, SpecAugment, l-mix and the features made in the training step)."""

@@ -55,7 +55,7 @@ from .. import augment
 from ..features.kaldi_options import MfccConfig, read_mfcc_config
 from ..features.mfcc import compute_mfcc, num_frames
 from ..tables import DataError, c_sorted, read_scp, read_table
-from . import resample
+from . import device_augment, resample
 from .voiced import ArraySource, VoicedSource, cyclic_window, fit_window, load_voiced, open_voiced
 from .voiced import voiced_samples as voiced_samples  # re-exported: part of this module's interface
 
@@ -158,8 +158,12 @@ class AugConfig:
     ``spec_aug``: per-sample SpecAugment with WeSpeaker's widths (one time mask of 1..``spec_max_t``
     frames and one feature mask of 1..``spec_max_f`` dims, with probability ``spec_aug_prob``). On MFCC
     input the feature mask zeroes cepstral dimensions, not a frequency band.
+    ``compute``: ``worker`` (corruption and dither in the DataLoader workers, numpy) or ``device`` (the
+    workers draw each item's plan, the training step corrupts and dithers the batch on the training
+    device: :mod:`.device_augment`; needs ``features.compute: device``).
     """
 
+    compute: str = "worker"
     aug_prob: float = 0.6
     reverb_weight: float = 0.35
     noise_weight: float = 0.25
@@ -196,6 +200,8 @@ class AugConfig:
 
     def check(self, where: str = "augmentation") -> None:
         """Reject values that cannot work."""
+        if self.compute not in ("worker", "device"):
+            raise DataError(f"{where}: compute must be worker or device, got {self.compute!r}")
         for name in ("aug_prob", "spec_aug_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DataError(f"{where}: {name} must be in [0, 1], got {getattr(self, name)}")
@@ -432,9 +438,9 @@ class ChunkDataset(torch.utils.data.Dataset):
         pos = np.where(pos < start, pos, pos + count)
         return [int(self._order[p]) for p in pos]
 
-    def draw(self, i: int, view: int = 0) -> tuple[np.ndarray, int, dict[str, Any], np.random.Generator]:
-        """Steps 1-5 of item ``i`` (its view ``view``) at the current epoch: ``(chunk float64, label, info,
-        rng)``, the rng positioned for the dither draw. View 0 draws what a one-view item draws."""
+    def _cut(self, i: int, view: int) -> tuple[np.ndarray, int, dict[str, Any], np.random.Generator]:
+        """Steps 1-4 of item ``i`` (its view ``view``) at the current epoch: ``(chunk, label, info, rng)``,
+        the rng positioned for the corruption draws. View 0 draws what a one-view item draws."""
         key = [self.seed, self.epoch, int(i)] + ([int(view)] if view else [])
         rng = np.random.default_rng(key)
         label = int(self.items.labels[i])
@@ -450,14 +456,22 @@ class ChunkDataset(torch.utils.data.Dataset):
                 w = math.ceil(n * f) + _SPEED_MARGIN
                 x = fit_window(src, w, rng) if src.size > w else src.all()
                 src = ArraySource(resample.speed(torch.from_numpy(x), f).numpy())
-        chunk = fit_window(src, n, rng)
+        return fit_window(src, n, rng), label, info, rng
 
+    def _babble_sources(self, i: int, rng: np.random.Generator, info: dict[str, Any]
+                        ) -> Callable[[int, int], list[np.ndarray]]:
+        """``sources(k, m)``: ``m``-sample segments of ``k`` utterances of other speakers than ``i``'s."""
         def sources(k: int, m: int) -> list[np.ndarray]:
             js = self._others(i, k, rng)
             info["babble_utts"] = js
             return [cyclic_window(self._source(j), m, rng) for j in js]
+        return sources
 
-        y, cinfo = corrupt(chunk, self._rate, self.aug_cfg, rng, sources)
+    def draw(self, i: int, view: int = 0) -> tuple[np.ndarray, int, dict[str, Any], np.random.Generator]:
+        """Steps 1-5 of item ``i`` (its view ``view``) at the current epoch: ``(chunk float64, label, info,
+        rng)``, the rng positioned for the dither draw. View 0 draws what a one-view item draws."""
+        chunk, label, info, rng = self._cut(i, view)
+        y, cinfo = corrupt(chunk, self._rate, self.aug_cfg, rng, self._babble_sources(i, rng, info))
         info.update(cinfo)
         return y, label, info, rng
 
@@ -466,13 +480,18 @@ class ChunkDataset(torch.utils.data.Dataset):
         y, label, info, _ = self.draw(i)
         return y, label, info
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | dict[str, torch.Tensor], int]:
         """``(features (T, F), label)``; with ``features.compute: device`` the dithered waveform chunk
-        ``(chunk_samples,)`` instead, for :func:`device_frontend` in the training step; with ``views`` > 1
-        the views stacked on a first axis."""
+        ``(chunk_samples,)`` instead, for :func:`device_frontend` in the training step; with
+        ``augmentation.compute: device`` the item's :meth:`plan` instead; with ``views`` > 1 the views
+        stacked on a first axis."""
+        view = self._plan if self.aug_cfg.compute == "device" else self._view
         if self.views == 1:
-            return self._view(i, 0)
-        parts = [self._view(i, v) for v in range(self.views)]
+            return view(i, 0)
+        parts = [view(i, v) for v in range(self.views)]
+        first = parts[0][0]
+        if isinstance(first, dict):
+            return {k: torch.stack([x[k] for x, _ in parts]) for k in first}, parts[0][1]
         return torch.stack([x for x, _ in parts]), parts[0][1]
 
     def _view(self, i: int, view: int) -> tuple[torch.Tensor, int]:
@@ -487,6 +506,22 @@ class ChunkDataset(torch.utils.data.Dataset):
             raise RuntimeError(f"chunk of {x.size} samples gave {feats.shape[0]} frames, expected "
                                f"{self.feat_cfg.chunk_frames}")
         return torch.from_numpy(feats), label
+
+    def _plan(self, i: int, view: int) -> tuple[dict[str, torch.Tensor], int]:
+        """Item ``i`` for ``augmentation.compute: device``: ``{"wave": chunk (float32; babble already mixed
+        in), "plan": corruption plan (float64), "key": int64 key of its Gaussian samples}`` and the label
+        (:mod:`.device_augment`)."""
+        chunk, label, info, rng = self._cut(i, view)
+        plan = device_augment.draw_plan(rng, self.aug_cfg, self._rate)
+        y = np.asarray(chunk, dtype=np.float64)
+        if plan[device_augment.TYPE] == device_augment.BABBLE:
+            lo, hi = self.aug_cfg.num_babble
+            k = int(rng.integers(lo, hi + 1))
+            y = augment.babble_mix(y, self._babble_sources(i, rng, info)(k, y.size),
+                                   float(plan[device_augment.SNR]))
+        key = int(rng.integers(2**62))
+        return {"wave": torch.from_numpy(y.astype(np.float32)), "plan": torch.from_numpy(plan),
+                "key": torch.tensor(key, dtype=torch.int64)}, label
 
 
 def device_frontend(feat_cfg: FeatureConfig, device: torch.device) -> torch.nn.Module | None:

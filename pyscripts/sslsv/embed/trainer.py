@@ -48,6 +48,7 @@ from ..provenance import provenance
 from ..scoring import compute_eer
 from ..tables import DataError, atomic_path, write_lines
 from . import data as edata
+from . import device_augment
 from .config import DEFAULTS, MarginConfig, MixupConfig, OptimConfig, TrainConfig, avg_k, dump
 from .ecapa import build_model
 from .extract import embed_all
@@ -294,9 +295,13 @@ class RunConfig:
         if is_label_free(cfg["head"]["name"]) and cfg["mixup"]["kind"] != "none":
             raise DataError(f"head.name={cfg['head']['name']} trains without labels: mixup.kind must be "
                             "none")
-        return cls(cfg, TrainConfig.from_dict(cfg["train"]), OptimConfig.from_dict(cfg["optim"]),
-                   MarginConfig.from_dict(cfg["margin"]), MixupConfig.from_dict(cfg["mixup"]),
-                   edata.FeatureConfig.from_dict(cfg["features"]), edata.AugConfig.from_dict(cfg["augment"]))
+        rc = cls(cfg, TrainConfig.from_dict(cfg["train"]), OptimConfig.from_dict(cfg["optim"]),
+                 MarginConfig.from_dict(cfg["margin"]), MixupConfig.from_dict(cfg["mixup"]),
+                 edata.FeatureConfig.from_dict(cfg["features"]), edata.AugConfig.from_dict(cfg["augment"]))
+        if rc.augment.compute == "device" and rc.features.compute != "device":
+            raise DataError("augment.compute=device corrupts the waveform in the training step, so the "
+                            "features must be made there too: set features.compute=device")
+        return rc
 
 
 @dataclass(frozen=True)
@@ -528,11 +533,24 @@ class EpochStats:
         return self.acc_sum / self.n_seen
 
 
-def _step_inputs(s: TrainSetup, x: torch.Tensor, step_rng: np.random.Generator
+def _to(x: torch.Tensor | dict[str, torch.Tensor], device: torch.device
+        ) -> torch.Tensor | dict[str, torch.Tensor]:
+    """A batch (a tensor, or the dict of ``augment.compute: device`` items) on ``device``."""
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
+def _step_inputs(s: TrainSetup, x: torch.Tensor | dict[str, torch.Tensor], step_rng: np.random.Generator
                  ) -> tuple[torch.Tensor, MixSpec | None]:
-    """A batch as the network takes it, and its mixing (or None): device features, CMN, SpecAugment, mixup.
+    """A batch as the network takes it, and its mixing (or None): device corruption and dither (``x`` a
+    dict of plans), device features, CMN, SpecAugment, mixup.
     SpecAugment's seed and then the mixup draws come from the step's generator ``step_rng``."""
     aug, mc = s.rc.augment, s.rc.mixup
+    if isinstance(x, dict):                      # augment.compute=device: corrupt and dither here
+        with torch.no_grad():
+            x = device_augment.apply(x["wave"], x["plan"], x["key"], s.rc.features.sample_rate,
+                                     aug.reverb_norm, s.rc.features.dither)
     if s.frontend is not None:
         with torch.no_grad():
             x = s.frontend(x)
@@ -565,7 +583,7 @@ def run_epoch(s: TrainSetup, epoch: int) -> EpochStats:
                disable=not (d.main and sys.stderr.isatty()))
     for b, (x, y) in enumerate(bar):
         step = (epoch - 1) * s.steps_per_epoch + b
-        x = x.to(device, non_blocking=True)
+        x = _to(x, device)
         y = y.to(device, non_blocking=True)
         if device.type == "cuda" and b % 50 == 0:
             torch.cuda.synchronize()
@@ -577,7 +595,7 @@ def run_epoch(s: TrainSetup, epoch: int) -> EpochStats:
         if s.m_sched is not None:
             net.head.update(margin)
         if s.dataset.views > 1:                   # (B, V, ...) views: the network sees B·V chunks
-            x = x.flatten(0, 1)
+            x = {k: v.flatten(0, 1) for k, v in x.items()} if isinstance(x, dict) else x.flatten(0, 1)
         x, mix = _step_inputs(s, x, np.random.default_rng([tc.seed, epoch, b, d.rank]))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.use_amp):
             per_sample, emb = s.ddp(x, y, mix)
