@@ -44,16 +44,50 @@ POST_FORMAT = "sslsv-sparse-posteriors-1"
 log = logging.getLogger(__name__)
 
 def _sparse_posteriors(comp: UbmPosteriors, data_dir: str | os.PathLike, opts: FrameOptions,
-                       utts: list[str] | None) -> Iterator[tuple[str, np.ndarray, SparsePost]]:
+                       utts: list[str] | None, group_frames: int = 8192
+                       ) -> Iterator[tuple[str, np.ndarray, SparsePost]]:
     """``(utt, frames, sparse posteriors)`` of each utterance; one whose posteriors cannot be computed
-    (no voiced frames, non-finite likelihoods) is skipped with a warning naming it."""
-    for utt, x in iter_frames(data_dir, opts, utts=utts):
+    (no voiced frames, non-finite likelihoods) is skipped with a warning naming it.
+
+    Consecutive utterances are evaluated together, ``group_frames`` frames at a time (one GEMM and one
+    top-K instead of one per utterance: the per-call overhead dominated on short utterances); a frame's
+    posteriors do not depend on the other frames, so the result is the same. A group with a bad frame is
+    redone utterance by utterance, so only the utterance that has it is skipped."""
+    group: list[tuple[str, np.ndarray]] = []
+
+    def one(utt: str, x: np.ndarray) -> Iterator[tuple[str, np.ndarray, SparsePost]]:
         try:
             idx, post = comp(x)
         except PosteriorError as e:
             log.warning(f"{utt}: {e}")
-            continue
+            return
         yield utt, x, sparsify(idx, post)
+
+    def flush() -> Iterator[tuple[str, np.ndarray, SparsePost]]:
+        if len(group) == 1:
+            yield from one(*group[0])
+            return
+        try:
+            idx, post = comp(np.concatenate([x for _, x in group]))
+        except PosteriorError:
+            for item in group:
+                yield from one(*item)
+            return
+        a = 0
+        for utt, x in group:
+            b = a + x.shape[0]
+            yield utt, x, sparsify(idx[a:b], post[a:b])
+            a = b
+
+    total = 0
+    for utt, x in iter_frames(data_dir, opts, utts=utts):
+        group.append((utt, x))
+        total += x.shape[0]
+        if total >= group_frames:
+            yield from flush()
+            group, total = [], 0
+    if group:
+        yield from flush()
 
 
 def compute_posteriors(ubm: FullGmm, data_dir: str | os.PathLike, opts: FrameOptions,
