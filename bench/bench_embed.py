@@ -14,7 +14,7 @@ Part 3, extraction: whole-utterance features + embedding of U utterances of L se
 
 Usage: python bench/bench_embed.py [--device cpu|cuda] [--channels 512,1024] [--batch 32] [--steps 10]
            [--head aam|ntxent]
-           [--precision fp32,tf32,bf16] [--compute worker|device]
+           [--precision fp32,tf32,bf16] [--compute worker|device] [--aug-compute worker|device]
            [--classes 5994] [--workers 1] [--pipeline-steps 20] [--extract-utts 20] [--extract-seconds 8]
            [--data-dir DIR] [--skip model,pipeline,extract]
 """
@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from benchlib import machine, peak_memory_mib, reset_peak  # noqa: E402
 from sslsv.device import resolve_device  # noqa: E402
 from sslsv.embed import data as edata  # noqa: E402
+from sslsv.embed import device_augment  # noqa: E402
 from sslsv.embed.ecapa import build_model  # noqa: E402
 from sslsv.embed.extract import embed_features  # noqa: E402
 from sslsv.embed.heads import build_head  # noqa: E402
@@ -125,7 +126,9 @@ def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> 
     feat_cfg = edata.FeatureConfig.from_dict({"mfcc_config": str(ROOT / "conf/mfcc_embed.conf"),
                                               "compute": a.compute})
     frontend = edata.device_frontend(feat_cfg, dev)
-    aug_cfg = edata.AugConfig.from_dict({"aug_prob": 0.6})
+    if a.aug_compute == "device" and a.compute != "device":
+        raise SystemExit("--aug-compute device needs --compute device (features made after corruption)")
+    aug_cfg = edata.AugConfig.from_dict({"aug_prob": 0.6, "compute": a.aug_compute})
     items = edata.read_training_list(data_dir, use_vad=True)
     k = len(items.speakers)
     ds = edata.ChunkDataset(items, feat_cfg, aug_cfg, num_classes=k, seed=0)
@@ -136,7 +139,8 @@ def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> 
     for i in range(n_items):
         ds[i]
     per_item = (time.perf_counter() - t0) / n_items
-    what = "MFCC" if a.compute == "worker" else "dither; MFCC on the device in the step"
+    what = ("MFCC" if a.compute == "worker" else "dither; MFCC on the device in the step"
+            if a.aug_compute == "worker" else "plan and babble; corruption, dither, MFCC on the device")
     print(f"\n[pipeline] {data_dir}: {len(ds)} utterances, {k} speakers; one item (read, VAD, chunk, "
           f"augmentation p=0.6, {what}) takes {1000 * per_item:.1f} ms on one core = "
           f"{1 / per_item:.0f} items/s per worker; model in fp32 with TF32 on CUDA")
@@ -158,12 +162,19 @@ def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> 
             wait, seen = 0.0, 0
             t_start = t_wait = time.perf_counter()
             for steps, (x, y) in enumerate(loader):
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                if isinstance(x, dict):
+                    x = {key: v.to(dev, non_blocking=True) for key, v in x.items()}
+                else:
+                    x = x.to(dev, non_blocking=True)
+                y = y.to(dev, non_blocking=True)
                 if steps >= 2:       # the first two steps fill the pipeline and warm the model up
                     wait += time.perf_counter() - t_wait
                     seen += len(y)
-                if frontend is not None:
-                    with torch.no_grad():
+                with torch.no_grad():
+                    if isinstance(x, dict):
+                        x = device_augment.apply(x["wave"], x["plan"], x["key"], feat_cfg.sample_rate,
+                                                 aug_cfg.reverb_norm, feat_cfg.dither)
+                    if frontend is not None:
                         x = frontend(x)
                 loss = head.loss_per_sample(model(edata.cmn(x)).float(), y).mean()
                 opt.zero_grad(set_to_none=True)
@@ -215,6 +226,8 @@ def main() -> int:
     ap.add_argument("--extract-utts", type=int, default=20)
     ap.add_argument("--extract-seconds", type=float, default=8.0)
     ap.add_argument("--compute", default="worker", help="pipeline: features by the workers or on the device")
+    ap.add_argument("--aug-compute", default="worker", choices=["worker", "device"],
+                    help="pipeline: corruption by the workers or on the device (needs --compute device)")
     ap.add_argument("--precision", default="fp32", help="list of fp32 | tf32 | bf16 (model part, CUDA)")
     ap.add_argument("--data-dir", default=None, help="a data dir with wav.scp, utt2spk, vad.scp")
     ap.add_argument("--skip", default="")

@@ -186,13 +186,15 @@ class DiagLoglik:
                                        + (gmm.means ** 2 * inv).sum(1))
         w = np.concatenate([gmm.means * inv, -0.5 * inv], axis=1)       # (C, 2D)
         self.weight = torch.as_tensor(w.T.copy(), dtype=dtype, device=self.device)   # (2D, C)
+        d = gmm.dim
+        self.w_lin, self.w_sq = self.weight[:d].contiguous(), self.weight[d:].contiguous()
         self.gconst = torch.as_tensor(g, dtype=dtype, device=self.device)
         self.num_gauss, self.dim = gmm.num_gauss, gmm.dim
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (T, D) → (T, C)."""
+        """``x`` (T, D) → (T, C): two GEMMs, ``x`` and ``x²`` (no concatenated copy)."""
         x = torch.as_tensor(x, device=self.device).to(self.dtype)
-        return torch.addmm(self.gconst, torch.cat([x, x * x], dim=1), self.weight)
+        return torch.addmm(self.gconst, x, self.w_lin).addmm_(x * x, self.w_sq)
 
 
 def tril_indices(dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -322,7 +324,11 @@ def gselect(loglik: torch.Tensor, k: int) -> torch.Tensor:
         cols = torch.argsort(rev, dim=1, descending=True, stable=True)
         return (c - 1) - cols
     vals, cols = torch.topk(rev, k + 1, dim=1, sorted=True)
-    out = ordered(vals[:, :k], cols[:, :k])
+    # topk's values are sorted; only a row with equal values among its first k needs the tie order
+    out = cols[:, :k].clone()
+    eq = torch.nonzero((vals[:, 1:k] == vals[:, :k - 1]).any(1)).squeeze(1)
+    if eq.numel():
+        out[eq] = ordered(vals[eq, :k], cols[eq, :k])
     tie = vals[:, k - 1] == vals[:, k]
     if bool(tie.any()):
         rows = torch.nonzero(tie).squeeze(1)
@@ -397,6 +403,15 @@ def chunked(frames: Iterable[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
         yield np.concatenate(buf) if len(buf) > 1 else buf[0]
 
 
+def softmax_lse(ll: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row softmax and log-sum-exp of ``ll`` (T, K) in one pass (the shifted exponentials serve both),
+    returned in float64: ``(posteriors (T, K), log-likelihoods (T,))``."""
+    m = ll.max(dim=1, keepdim=True).values
+    e = torch.exp(ll - m)
+    s = e.sum(dim=1, keepdim=True)
+    return (e / s).to(torch.float64), (m + torch.log(s)).squeeze(1).to(torch.float64)
+
+
 class DiagAccumulator:
     """E-step of a diagonal GMM (``gmm-global-acc-stats``): posteriors are the softmax over all
     components, or, with ``gselect_model`` and ``num_gselect``, over the top-K components of that model
@@ -427,13 +442,13 @@ class DiagAccumulator:
         if self.gs is not None:
             idx = gselect(self.gs(x), self.k)
             sel = ll.gather(1, idx)
-            post = torch.softmax(sel, dim=1).to(torch.float64)
-            self.tot += torch.logsumexp(sel, dim=1).to(torch.float64).sum()
+            post, lse = softmax_lse(sel)
+            self.tot += lse.sum()
             gam = torch.zeros((x.shape[0], self.gmm.num_gauss), dtype=torch.float64, device=self.dev)
             gam.scatter_(1, idx, post)
         else:
-            gam = torch.softmax(ll, dim=1).to(torch.float64)
-            self.tot += torch.logsumexp(ll, dim=1).to(torch.float64).sum()
+            gam, lse = softmax_lse(ll)
+            self.tot += lse.sum()
         x64 = x.to(torch.float64)
         self.n += gam.sum(0)
         self.m1 += gam.T @ x64
@@ -495,13 +510,13 @@ class FullAccumulator:
                 idx = gselect(self.gs(x), self.k)
                 sel = ll.gather(1, idx)
         if self.gs is not None:
-            post = torch.softmax(sel, dim=1).to(torch.float64)
-            self.tot += torch.logsumexp(sel, dim=1).to(torch.float64).sum()
+            post, lse = softmax_lse(sel)
+            self.tot += lse.sum()
             gam = torch.zeros((x.shape[0], self.gmm.num_gauss), dtype=torch.float64, device=self.dev)
             gam.scatter_(1, idx, post)
         else:
-            gam = torch.softmax(ll, dim=1).to(torch.float64)
-            self.tot += torch.logsumexp(ll, dim=1).to(torch.float64).sum()
+            gam, lse = softmax_lse(ll)
+            self.tot += lse.sum()
         x64 = x.to(torch.float64)
         self.n += gam.sum(0)
         self.m1 += gam.T @ x64
