@@ -20,7 +20,7 @@ The corpus is a VoxCeleb2-shaped synthetic dir written to a temporary dir (FLAC,
 around 7.8 s clipped to 4-20 s, a VAD with about 15 % of the frames unvoiced in bursts), or --data-dir (a
 Kaldi data dir with wav.scp, utt2spk, vad.scp, e.g. data/speechocean762_train).
 
-Usage: python bench/bench_datapath.py [--utts 400] [--items 300] [--data-dir DIR]
+Usage: python bench/bench_datapath.py [--utts 400] [--items 300] [--data-dir DIR] [--format flac|wav]
            [--reads window,whole] [--compute device,worker] [--aug off,on,on+sp,dev,dev+sp]
            [--batch 128] [--device cpu]
 """
@@ -46,8 +46,9 @@ from sslsv.embed.voiced import ArraySource, load_voiced  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_data_dir(out: Path, utts: int, speakers: int = 40, seed: int = 0) -> tuple[Path, float]:
-    """FLAC utterances of VoxCeleb2-like durations with a bursty VAD; returns (dir, mean seconds)."""
+def make_data_dir(out: Path, utts: int, speakers: int = 40, seed: int = 0, fmt: str = "flac"
+                  ) -> tuple[Path, float]:
+    """Utterances (FLAC or WAV) of VoxCeleb2-like durations with a bursty VAD; returns (dir, mean s)."""
     import kaldiio
     import soundfile as sf
 
@@ -64,8 +65,8 @@ def make_data_dir(out: Path, utts: int, speakers: int = 40, seed: int = 0) -> tu
             x = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6.3)) / k for k in range(1, 12))
             x = 3000 * x / np.abs(x).max() + 100 * rng.standard_normal(n)
             utt = f"s{spk:03d}-u{i:05d}"
-            sf.write(out / f"{utt}.flac", x.astype(np.int16), 16000, subtype="PCM_16")
-            wav.append(f"{utt} {out / f'{utt}.flac'}")
+            sf.write(out / f"{utt}.{fmt}", x.astype(np.int16), 16000, subtype="PCM_16")
+            wav.append(f"{utt} {out / f'{utt}.{fmt}'}")
             u2s.append(f"{utt} s{spk:03d}")
             frames = (n + 80) // 160
             vad = np.ones(frames, dtype=np.float32)
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--utts", type=int, default=400)
     ap.add_argument("--items", type=int, default=300)
     ap.add_argument("--data-dir")
+    ap.add_argument("--format", default="flac", choices=["flac", "wav"], help="of the synthetic corpus")
     ap.add_argument("--reads", default="window,whole")
     ap.add_argument("--compute", default="device,worker")
     ap.add_argument("--aug", default="off,on,on+sp,dev,dev+sp")
@@ -115,8 +117,8 @@ def main() -> None:
             d, desc = Path(a.data_dir), a.data_dir
         else:
             t0 = time.perf_counter()
-            d, mean = make_data_dir(Path(tmp) / "data", a.utts)
-            desc = (f"synthetic VoxCeleb2-shaped FLAC, {a.utts} utterances, mean {mean:.1f} s "
+            d, mean = make_data_dir(Path(tmp) / "data", a.utts, fmt=a.format)
+            desc = (f"synthetic VoxCeleb2-shaped {a.format.upper()}, {a.utts} utterances, mean {mean:.1f} s "
                     f"(written in {time.perf_counter() - t0:.0f} s)")
         tl = edata.read_training_list(d)
         items = np.random.default_rng(1).choice(len(tl), size=min(a.items, len(tl)), replace=False)

@@ -14,8 +14,8 @@ Per item, in this order (WeSpeaker's, docs/network.md §2.1):
    belongs to frame ``min(n // s, T-1)``. An utterance without any voiced sample is used whole
    (with a warning) rather than dropped, since a map-style dataset cannot skip an index;
 3. **speed perturbation** (``speed_perturb``): factor 1.0 / 0.9 / 1.1 uniformly, label ← label + K·idx
-   (3K classes), by polyphase resampling (:mod:`.resample`: ``resample_poly``'s filter; stage 2 uses
-   ``sox speed``, a subprocess per item). Only a random window just long enough for the chunk is
+   (3K classes), by polyphase resampling (:mod:`.resample`: ``scipy.signal.resample_poly``; stage 2
+   uses ``sox speed``, a subprocess per item). Only a random window just long enough for the chunk is
    perturbed;
 4. **random chunk** of ``chunk_samples`` (32,240 samples = 200 frames with snip-edges): uniform start in a
    long signal; a short one is tiled (repeated) and cut to length (WeSpeaker);
@@ -455,7 +455,7 @@ class ChunkDataset(torch.utils.data.Dataset):
             if f != 1.0:
                 w = math.ceil(n * f) + _SPEED_MARGIN
                 x = fit_window(src, w, rng) if src.size > w else src.all()
-                src = ArraySource(resample.speed(torch.from_numpy(x), f).numpy())
+                src = ArraySource(resample.speed(x, f))
         return fit_window(src, n, rng), label, info, rng
 
     def _babble_sources(self, i: int, rng: np.random.Generator, info: dict[str, Any]
