@@ -466,8 +466,8 @@ class FullAccumulator:
     ``fgmm-global-to-gmm`` of the initial full model), or over all components when it is ``None``.
     Second-order stats ``Σγ vech(xxᵀ)`` are one (D(D+1)/2 × T) @ (T × C) GEMM per chunk in the
     evaluators' dtype, on the ``vech(xxᵀ)`` the log-likelihoods already formed, added to float64 totals
-    (docs/ivector.md §10.3: float32 products, float64 accumulation across chunks, as the issue of a
-    4.3-TFLOP float64 E-step asked), or, with ``sparse_stats`` (default: on CPU with gselect and
+    (docs/ivector.md §10.3: float32 products, float64 accumulation across chunks; the float64 GEMM
+    was most of the E-step's time), or, with ``sparse_stats`` (default: on CPU with gselect and
     C ≥ 1024, where the dense GEMM's C/K-fold wasted work dominates), a float64 sparse (C × T, K nonzeros
     per frame) @ dense product."""
 
