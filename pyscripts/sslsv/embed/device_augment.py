@@ -29,11 +29,15 @@ numpy's generator), so the two modes give equally distributed, not identical, tr
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .. import augment
+
+if TYPE_CHECKING:
+    from .data import AugConfig
 
 # the plan of one item: float64 fields (index → meaning)
 TYPE, SNR, RT60, DRR, BETA, BAND_LO, BAND_HI, MOD_FREQ, MOD_DEPTH, MOD_PHASE = range(10)
@@ -79,7 +83,7 @@ def counter_normal(keys: torch.Tensor, n: int, stream: int, dtype: torch.dtype =
     return pair.reshape(keys.shape[0], 2 * m)[:, :n]
 
 
-def draw_plan(rng: np.random.Generator, cfg, rate: int) -> np.ndarray:
+def draw_plan(rng: np.random.Generator, cfg: AugConfig, rate: int) -> np.ndarray:
     """The item's corruption plan (``PLAN_SIZE`` float64), drawn as the worker path draws: with
     probability ``aug_prob`` a type by the config's odds, then its RT60 and direct-to-reverberant ratio,
     its SNR and noise shape (:func:`sslsv.augment.noise_params`) or its babble SNR. A babble plan's
