@@ -306,12 +306,6 @@ def read_training_list(data_dir: str | os.PathLike, utt2spk: str | os.PathLike |
 # Waveform helpers
 
 
-def fit_chunk(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """A chunk of ``n`` samples: from a uniform random start if ``len(x) >= n``, else ``x`` tiled
-    (repeated from its start) and cut to ``n`` (:func:`~.voiced.fit_window` of an array)."""
-    return fit_window(ArraySource(x), n, rng)
-
-
 def corrupt(x: np.ndarray, rate: int, cfg: AugConfig, rng: np.random.Generator,
             babble_sources: Callable[[int, int], list[np.ndarray]]) -> tuple[np.ndarray, dict[str, Any]]:
     """With probability ``cfg.aug_prob``, one corruption of ``x`` drawn from :data:`CORRUPTIONS`.

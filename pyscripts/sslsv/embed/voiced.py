@@ -111,7 +111,6 @@ class FileWindows(VoicedSource):
 
     def __init__(self, f: sf.SoundFile, starts: np.ndarray, ends: np.ndarray, where: str = "") -> None:
         self.f, self.where = f, where
-        self.num_samples = int(f.frames)
         self.starts, self.ends = starts, ends
         self.offsets = np.concatenate(([0], np.cumsum(ends - starts)))   # voiced index of each run
         self.size = int(self.offsets[-1])

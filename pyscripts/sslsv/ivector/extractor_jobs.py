@@ -64,9 +64,6 @@ def _sparse_posteriors(comp: UbmPosteriors, data_dir: str | os.PathLike, opts: F
         yield utt, x, sparsify(idx, post)
 
     def flush() -> Iterator[tuple[str, np.ndarray, SparsePost]]:
-        if len(group) == 1:
-            yield from one(*group[0])
-            return
         try:
             idx, post = comp(np.concatenate([x for _, x in group]))
         except PosteriorError:

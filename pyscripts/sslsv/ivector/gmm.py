@@ -294,7 +294,6 @@ class FullLoglik:
             out[a:a + step] = torch.bmm(wsel, phi.unsqueeze(2)).squeeze(2) + self.gconst[sel]
         return out
 
-
     def dense(self, x: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
         """(T, C) log-likelihoods of frames ``x`` (T, D) given their :func:`vech_outer_t` ``vt`` (in the
         model's dtype): ``g + x W_linᵀ + vtᵀ W_quadᵀ``, two GEMMs and no concatenated φ(x)."""
@@ -522,7 +521,7 @@ class FullAccumulator:
         self.m1 += gam.T @ x64
         if vt is not None:
             self.m2p += (vt @ gam.to(vt.dtype)).T.to(torch.float64)
-        elif self.sparse:
+        else:
             t, k = idx.shape
             frames = torch.arange(t, device=self.dev).repeat_interleave(k)
             sp = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), frames]), post.reshape(-1),
