@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train")
     common(p)
     p.add_argument("data")
-    p.add_argument("post")
     p.add_argument("dir")
+    p.add_argument("posts", nargs="+", help="the posterior files of every part")
     p = sub.add_parser("config-value")
     common(p, device=False, frames=False)
     p.add_argument("keys", nargs="+")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print(jobs.estimate(a.model, a.accs, a.out, a.iter, dev, float(o["gaussian_min_count"]),
                                 float(o["variance_floor_factor"])))
         elif a.cmd == "train":
-            jobs.train_in_process(a.dir, a.data, fo, a.post, int(o["num_iters"]), dev, int(o["batch_size"]),
+            jobs.train_in_process(a.dir, a.data, fo, a.posts, int(o["num_iters"]), dev, int(o["batch_size"]),
                                   float(o["gaussian_min_count"]), float(o["variance_floor_factor"]))
     except DataError as e:
         print(f"train_ivector_extractor.py: ERROR: {e}", file=sys.stderr)

@@ -65,9 +65,9 @@ def auxf_lines(out: str) -> list[float]:
 def test_train_resume_parallel_extract(setup, root, recipe_env):
     tmp, data, ubmdir = setup
     conf = str(tmp / "conf.yaml")
-    # one process (--nj 1)
+    # posteriors in two jobs, the iterations in one process reading both parts
     d1 = tmp / "ie1"
-    out = run(["steps/train_ivector_extractor.sh", "--nj", "1", "--device", "cpu", "--config", conf,
+    out = run(["steps/train_ivector_extractor.sh", "--nj", "2", "--device", "cpu", "--config", conf,
                str(ubmdir), str(data), str(d1)], recipe_env, root)
     auxf = auxf_lines(out)
     print(out)
@@ -76,7 +76,7 @@ def test_train_resume_parallel_extract(setup, root, recipe_env):
     ref = IvectorExtractor.load(d1 / "final.ie")
     assert ref.M.shape == (8, 72, 6)
     # posterior file = UbmPosteriors on the same frames
-    posts = load_posteriors(d1 / "post.1.npz")
+    posts = {**load_posteriors(d1 / "post.1.npz"), **load_posteriors(d1 / "post.2.npz")}
     assert len(posts) == NUM_UTTS
     comp = UbmPosteriors(FullGmm.load(ubmdir / "final.ubm"), num_gselect=5)
     utt, x = next(iter_frames(data, FrameOptions()))
@@ -88,7 +88,7 @@ def test_train_resume_parallel_extract(setup, root, recipe_env):
     np.put_along_axis(ref_dense, idx.numpy(), post.numpy(), axis=1)
     np.testing.assert_array_equal(dense, ref_dense)
     # idempotent: a rerun is skipped
-    assert "up to date" in run(["steps/train_ivector_extractor.sh", "--nj", "1", "--device", "cpu",
+    assert "up to date" in run(["steps/train_ivector_extractor.sh", "--nj", "2", "--device", "cpu",
                                 "--config", conf, str(ubmdir), str(data), str(d1)], recipe_env, root)
     # interrupted after iteration 1 (2.ie, 3.ie never written): resume gives the same final model
     d2 = tmp / "ie2"
@@ -96,17 +96,18 @@ def test_train_resume_parallel_extract(setup, root, recipe_env):
     for f in ("2.ie", "3.ie", "final.ie", "log/train_ivector_extractor.sslsv.stamp"):
         (d2 / f).unlink()
     # the copied fingerprint names d1's data path only through options: identical, so it resumes
-    out = run(["steps/train_ivector_extractor.sh", "--nj", "1", "--device", "cpu", "--config", conf,
+    out = run(["steps/train_ivector_extractor.sh", "--nj", "2", "--device", "cpu", "--config", conf,
                str(ubmdir), str(data), str(d2)], recipe_env, root)
     assert "resuming after iteration 0" in out
     new = IvectorExtractor.load(d2 / "final.ie")
     np.testing.assert_allclose(new.M.numpy(), ref.M.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(new.Sigma_inv.numpy(), ref.Sigma_inv.numpy(), rtol=1e-10, atol=1e-10)
     assert new.prior_offset == pytest.approx(ref.prior_offset, rel=1e-10)
-    # parallel jobs (--nj 2, 1 iteration): same model as the one-process 1.ie up to summation order
+    # parallel jobs (--nj 2 --iter-jobs 2, 1 iteration): same model as the one-process 1.ie up to
+    # summation order
     d3 = tmp / "ie3"
-    out = run(["steps/train_ivector_extractor.sh", "--nj", "2", "--num-iters", "1", "--device", "cpu",
-               "--config", conf, str(ubmdir), str(data), str(d3)], recipe_env, root)
+    out = run(["steps/train_ivector_extractor.sh", "--nj", "2", "--iter-jobs", "2", "--num-iters", "1",
+               "--device", "cpu", "--config", conf, str(ubmdir), str(data), str(d3)], recipe_env, root)
     par = IvectorExtractor.load(d3 / "final.ie")
     one = IvectorExtractor.load(d1 / "1.ie")
     np.testing.assert_allclose(par.M.numpy(), one.M.numpy(), rtol=1e-3, atol=1e-5)  # R rounded per job
@@ -130,12 +131,14 @@ def test_train_resume_parallel_extract(setup, root, recipe_env):
 
 def test_training_killed_after_an_iteration_resumes_to_the_same_model(setup, root, recipe_env, tmp_path):
     """A real kill (process group, SIGKILL) once iteration 1 is written; the rerun continues from it and
-    ends with the same final.ie as an uninterrupted run with the same jobs."""
+    ends with the same final.ie as an uninterrupted run with the same jobs (accumulation in 2 jobs per
+    iteration: an iteration takes seconds, so the kill reliably falls between two)."""
     tmp, data, ubmdir = setup
     conf = str(tmp / "conf.yaml")
 
     def cmd(out: Path) -> list[str]:
-        return ["steps/train_ivector_extractor.sh", "--nj", "2", "--num-iters", "4", "--device", "cpu",
+        return ["steps/train_ivector_extractor.sh", "--nj", "2", "--iter-jobs", "2", "--num-iters", "4",
+                "--device", "cpu",
                 "--config", conf, str(ubmdir), str(data), str(out)]
 
     ref_dir, out = tmp_path / "uninterrupted", tmp_path / "killed"

@@ -71,14 +71,14 @@ def test_diag_loglik_matches_direct_formula():
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("mode", ["gather", "dense"])
+@pytest.mark.parametrize("mode", ["gather", "dense", "grouped"])
 def test_full_loglik_matches_scipy(mode):
     rng = np.random.default_rng(1)
     g = rand_full(rng, c=7, d=5)
     x = rng.standard_normal((40, g.dim)) * 2
     ref = np.stack([multivariate_normal(g.means[c], g.covars[c]).logpdf(x) + np.log(g.weights[c])
                     for c in range(g.num_gauss)], axis=1)
-    ev = FullLoglik(g, "cpu", F64, chunk_bytes=4096, restricted=mode)   # tiny chunks: several blocks
+    ev = FullLoglik(g, "cpu", F64, chunk_bytes=4096, restricted=mode, block=4)   # tiny chunks and blocks
     np.testing.assert_allclose(ev(torch.as_tensor(x)).numpy(), ref, rtol=0, atol=1e-9)
     idx = torch.as_tensor(rng.integers(0, g.num_gauss, size=(40, 3)))
     np.testing.assert_allclose(ev(torch.as_tensor(x), idx).numpy(), np.take_along_axis(ref, idx.numpy(), 1),
@@ -135,10 +135,12 @@ def test_full_em_monotone_with_fixed_gselect():
         for a in range(0, 5000, 1500):
             acc.add(x[a:a + 1500])
         st = acc.stats()
-        if it == 1:                                   # the sparse second-order path gives the same stats
-            sp = FullAccumulator(gmm, gs, 3, "cpu", F64, sparse_stats=True)
-            sp.add(x)
-            np.testing.assert_allclose(sp.stats().m2, st.m2, rtol=1e-12, atol=1e-9)
+        if it == 1:                                   # the dense second-order path gives the same stats
+            de = FullAccumulator(gmm, gs, 3, "cpu", F64, grouped=False)
+            de.add(x)
+            for key in ("n", "m1", "m2"):
+                np.testing.assert_allclose(getattr(de.stats(), key), getattr(st, key), rtol=1e-12, atol=1e-9)
+            assert de.stats().tot_loglik == pytest.approx(st.tot_loglik, rel=1e-12)
         assert st.avg_loglik >= prev - 1e-9
         prev = st.avg_loglik
         lls.append(prev)

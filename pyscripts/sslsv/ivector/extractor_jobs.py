@@ -145,9 +145,10 @@ def iter_batches(data_dir: str | os.PathLike, opts: FrameOptions, posts: dict[st
 
 
 def accumulate(ie: IvectorExtractor, data_dir: str | os.PathLike, opts: FrameOptions,
-               posts: dict[str, tuple[int, SparsePost]], batch_size: int = 64) -> IvectorStats:
-    """Accumulators of one split for one iteration (E-step with ``ie``)."""
-    acc = IvectorStats.like(ie)
+               posts: dict[str, tuple[int, SparsePost]], batch_size: int = 64,
+               acc: IvectorStats | None = None) -> IvectorStats:
+    """Accumulators of one split for one iteration (E-step with ``ie``), added to ``acc`` if given."""
+    acc = IvectorStats.like(ie) if acc is None else acc
     for _, xs, ps in iter_batches(data_dir, opts, posts, batch_size):
         acc.accumulate(ie, batch_stats(xs, ps, ie.num_gauss, ie.device, second_order=True))
     return acc
@@ -185,11 +186,12 @@ def estimate(model: str | os.PathLike, accs: list[str | os.PathLike], out: str |
 
 
 def train_in_process(directory: str | os.PathLike, data_dir: str | os.PathLike, opts: FrameOptions,
-                     post_file: str | os.PathLike, num_iters: int, device: torch.device | str = "cpu",
+                     post_files: list[str | os.PathLike], num_iters: int, device: torch.device | str = "cpu",
                      batch_size: int = 64, gaussian_min_count: float = 100.0,
                      variance_floor_factor: float = 0.1) -> None:
-    """All remaining iterations in one process (``--nj 1``): resumes from the highest ``<k>.ie`` in
-    ``directory`` (``0.ie`` must exist) and writes ``<k+1>.ie`` after each iteration."""
+    """All remaining iterations in one process (``--iter-jobs 1``): resumes from the highest ``<k>.ie``
+    in ``directory`` (``0.ie`` must exist) and writes ``<k+1>.ie`` after each iteration. Each iteration
+    reads the parts' posterior files in turn (memory: one part's posteriors)."""
     d = Path(directory)
     done = [k for k in range(num_iters + 1) if (d / f"{k}.ie").is_file()]
     if 0 not in done:
@@ -197,11 +199,15 @@ def train_in_process(directory: str | os.PathLike, data_dir: str | os.PathLike, 
     start = max(k for k in range(num_iters + 1) if all(j in done for j in range(k + 1)))
     if start:
         log.info(f"resuming from {d}/{start}.ie")
-    posts = load_posteriors(post_file)
+    if len(post_files) == 1:
+        posts = load_posteriors(post_files[0])                   # one part: read it once
     ie = IvectorExtractor.load(d / f"{start}.ie", device)
     for it in range(start, num_iters):
         t0 = time.time()
-        acc = accumulate(ie, data_dir, opts, posts, batch_size)
+        acc = IvectorStats.like(ie)
+        for f in post_files:
+            accumulate(ie, data_dir, opts, posts if len(post_files) == 1 else load_posteriors(f), batch_size,
+                       acc)
         prev = ie.auxf
         ie, info = acc.update(ie, gaussian_min_count=gaussian_min_count,
                               variance_floor_factor=variance_floor_factor)

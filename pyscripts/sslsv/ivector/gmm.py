@@ -229,6 +229,58 @@ def quad_features(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, vech_outer(x, flat)], dim=1)
 
 
+@dataclass
+class GaussianBlocks:
+    """Entries (e.g. the (frame, Gaussian) pairs of a gselect) sorted by Gaussian and cut into blocks of
+    ``block`` rows, so that work per Gaussian becomes one batched GEMM over the blocks; padding is at
+    most ``C·block`` rows however unbalanced the Gaussians are. ``slot[e]`` is the row of entry ``e`` in
+    the flattened (blocks·block) layout, ``source[r]`` the entry in row ``r`` (N for a padding row);
+    block ``b`` belongs to Gaussian ``gauss[b]``."""
+
+    slot: torch.Tensor
+    source: torch.Tensor
+    gauss: torch.Tensor
+    block: int
+
+    @staticmethod
+    def rows_for(num_entries: int, num_gauss: int) -> int:
+        """A block length about a component's share of the entries, 16..128 rows (shorter blocks copy
+        per-component matrices more often, longer ones pad more)."""
+        return 1 << min(7, max(4, (num_entries // num_gauss).bit_length() - 1))
+
+    @classmethod
+    def of(cls, g: torch.Tensor, num_gauss: int, block: int = 64) -> GaussianBlocks:
+        """Blocks of the Gaussian indices ``g`` (N,)."""
+        n = len(g)
+        order = torch.argsort(g.to(torch.int32), stable=True)     # int32 sorts about twice as fast
+        gs = g[order]
+        cnt = torch.bincount(gs, minlength=num_gauss)
+        start = torch.cumsum(cnt, 0) - cnt
+        nblk = (cnt + block - 1) // block
+        bstart = torch.cumsum(nblk, 0) - nblk
+        # row of the j-th sorted entry: its Gaussian's first row + its rank within the Gaussian
+        rows = bstart[gs] * block + torch.arange(n, device=g.device) - start[gs]
+        slot = torch.empty_like(rows)
+        slot[order] = rows
+        source = torch.full((int(nblk.sum()) * block,), n, dtype=torch.long, device=g.device)
+        source[rows] = order
+        gauss = torch.repeat_interleave(torch.arange(num_gauss, device=g.device), nblk)
+        return cls(slot, source, gauss, block)
+
+    def pack(self, rows: torch.Tensor, row_of_entry: torch.Tensor | None = None) -> torch.Tensor:
+        """(blocks, block, ...) of ``rows[e]`` per entry ``e`` (of ``rows[row_of_entry[e]]`` when
+        given, e.g. an entry's frame), padding rows zero."""
+        src = self.source
+        if row_of_entry is not None:
+            src = torch.cat([row_of_entry, row_of_entry.new_tensor([len(rows)])])[src]
+        ext = torch.cat([rows, rows.new_zeros((1,) + rows.shape[1:])])
+        return ext.index_select(0, src).reshape((len(self.gauss), self.block) + rows.shape[1:])
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        """The entries' rows of ``packed`` (blocks, block, ...) → (N, ...) in entry order."""
+        return packed.reshape((-1,) + packed.shape[2:]).index_select(0, self.slot)
+
+
 class FullLoglik:
     """Per-component log-likelihoods of a full-covariance GMM (weights included) with the quadratic-feature
     trick of docs/ivector.md §10.3: ``ℓ = g + φ(x) @ Wᵀ`` where ``φ(x) = [x, vech(xxᵀ)]`` and
@@ -237,16 +289,19 @@ class FullLoglik:
 
     Called with ``idx`` (T, K) it returns the selected components only. ``restricted="gather"`` gathers
     the K selected rows of ``W`` per frame (K·F multiply-adds per frame, memory-bound), ``"dense"`` does the
-    one GEMM for all C and picks the K columns (C·F, compute-bound); ``"auto"`` takes dense when
-    C ≤ 60·K on CPU (the gather's memory traffic costs more there) and C ≤ 4·K on GPU. Frames are processed
-    in chunks of ``chunk_bytes`` so memory stays bounded."""
+    one GEMM for all C and picks the K columns (C·F, compute-bound), ``"grouped"`` sorts the T·K
+    (frame, component) pairs by component and whitens each block of pairs with its component's
+    ``A_c = L_c⁻ᵀ`` (``Σ_c = L_c L_cᵀ``): ``ℓ = g'_c − ½‖x A_c − μ_c A_c‖²``, one batched GEMM of
+    K·D² multiply-adds per frame (:class:`GaussianBlocks`); it also avoids the cancellation of the
+    quadratic-feature form in float32. ``"auto"`` takes grouped for C > K and dense otherwise.
+    Frames are processed in chunks of ``chunk_bytes`` so memory stays bounded."""
 
     def __init__(self, gmm: FullGmm, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 chunk_bytes: int = 64 << 20, restricted: str = "auto"):
-        if restricted not in ("auto", "gather", "dense"):
-            raise ValueError(f"restricted must be auto, gather or dense, got {restricted!r}")
+                 chunk_bytes: int = 64 << 20, restricted: str = "auto", block: int | None = None):
+        if restricted not in ("auto", "gather", "dense", "grouped"):
+            raise ValueError(f"restricted must be auto, gather, dense or grouped, got {restricted!r}")
         self.device, self.dtype, self.chunk_bytes = torch.device(device), dtype, chunk_bytes
-        self.restricted = restricted
+        self.restricted, self.block = restricted, block
         d = gmm.dim
         try:
             chol = np.linalg.cholesky(gmm.covars)          # numpy: torch's batched CPU inverse is slow
@@ -266,19 +321,36 @@ class FullLoglik:
         self.w_lin, self.w_quad = self.weight[:, :d].contiguous(), self.weight[:, d:].contiguous()
         self.gconst = torch.as_tensor(g, dtype=dtype, device=self.device)
         self.num_gauss, self.dim, self.num_feats = gmm.num_gauss, d, w.shape[1]
+        # the whitened form of the grouped path: A_c = L_c^-T, b_c = μ_c A_c, g'_c without μ_c P_c μ_c
+        a = np.linalg.inv(chol).transpose(0, 2, 1)
+        self.whiten = torch.as_tensor(a, dtype=dtype, device=self.device)              # (C, D, D)
+        self.whiten_mean = torch.as_tensor(np.einsum("cj,cjk->ck", gmm.means, a), dtype=dtype,
+                                           device=self.device)                       # (C, D)
+        self.gconst_norm = torch.as_tensor(_log(gmm.weights) - 0.5 * (d * LOG_2PI + logdet), dtype=dtype,
+                                           device=self.device)
 
     def __call__(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (T, D) → (T, C), or with ``idx`` (T, K) → (T, K) for the selected components."""
         x = torch.as_tensor(x, device=self.device).to(self.dtype)
         t = x.shape[0]
         item = self.weight.element_size()
+        mode = "dense"
         if idx is not None:
             idx = torch.as_tensor(idx, device=self.device)
             k = idx.shape[1]
-            dense = self.restricted == "dense" or (
-                self.restricted == "auto"
-                and self.num_gauss <= (60 if self.device.type == "cpu" else 4) * k)
-        if idx is None or dense:
+            mode = self.restricted
+            if mode == "auto":
+                mode = "grouped" if self.num_gauss > k else "dense"
+        if mode == "grouped":
+            d, block = self.dim, self.block or GaussianBlocks.rows_for(t * k, self.num_gauss)
+            step = max(1, self.chunk_bytes // (k * (2 * d + d * d // block + 8) * item))
+            if step < t:
+                block = self.block or GaussianBlocks.rows_for(step * k, self.num_gauss)
+            out = torch.empty((t, k), dtype=self.dtype, device=self.device)
+            for a in range(0, t, step):
+                out[a:a + step] = self.grouped(x[a:a + step], idx[a:a + step], block)
+            return out
+        if mode == "dense":
             step = max(1, self.chunk_bytes // ((self.num_feats + self.num_gauss) * item))
             out = torch.empty((t, self.num_gauss if idx is None else k), dtype=self.dtype, device=self.device)
             for a in range(0, t, step):
@@ -294,10 +366,28 @@ class FullLoglik:
             out[a:a + step] = torch.bmm(wsel, phi.unsqueeze(2)).squeeze(2) + self.gconst[sel]
         return out
 
+    def grouped(self, x: torch.Tensor, idx: torch.Tensor, block: int = 64) -> torch.Tensor:
+        """(T, K) log-likelihoods of frames ``x`` (T, D) under their components ``idx`` (T, K), the
+        pairs grouped by component in blocks of ``block`` rows (see the class docstring)."""
+        blk = GaussianBlocks.of(idx.reshape(-1), self.num_gauss, block)
+        return self.packed(blk, blk.pack(x, frames_of(idx)), idx)
+
+    def packed(self, blk: GaussianBlocks, xp: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """:meth:`grouped` on frames already packed into ``blk``'s blocks (``xp``, in the model's dtype)."""
+        y = torch.bmm(xp, self.whiten[blk.gauss]).sub_(self.whiten_mean[blk.gauss][:, None])
+        q = blk.unpack(y.square_().sum(2))                                 # (T·K,)
+        return (self.gconst_norm[idx.reshape(-1)] - 0.5 * q).reshape(idx.shape)
+
     def dense(self, x: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
         """(T, C) log-likelihoods of frames ``x`` (T, D) given their :func:`vech_outer_t` ``vt`` (in the
         model's dtype): ``g + x W_linᵀ + vtᵀ W_quadᵀ``, two GEMMs and no concatenated φ(x)."""
         return torch.addmm(self.gconst, x, self.w_lin.T).addmm_(vt.T, self.w_quad.T)
+
+
+def frames_of(idx: torch.Tensor) -> torch.Tensor:
+    """The frame of each entry of the flattened selection ``idx`` (T, K): ``[0]*K + [1]*K + ...``."""
+    t, k = idx.shape
+    return torch.arange(t, device=idx.device).repeat_interleave(k)
 
 
 def gselect(loglik: torch.Tensor, k: int) -> torch.Tensor:
@@ -463,16 +553,18 @@ class FullAccumulator:
     """E-step of a full GMM (``fgmm-global-acc-stats --gselect``): posteriors are the softmax of the full
     log-likelihoods over the top-K components of ``gselect_model`` (a diagonal model, Kaldi's
     ``fgmm-global-to-gmm`` of the initial full model), or over all components when it is ``None``.
-    Second-order stats ``Σγ vech(xxᵀ)`` are one (D(D+1)/2 × T) @ (T × C) GEMM per chunk in the
-    evaluators' dtype, on the ``vech(xxᵀ)`` the log-likelihoods already formed, added to float64 totals
-    (docs/ivector.md §10.3: float32 products, float64 accumulation across chunks; the float64 GEMM
-    was most of the E-step's time), or, with ``sparse_stats`` (default: on CPU with gselect and
-    C ≥ 1024, where the dense GEMM's C/K-fold wasted work dominates), a float64 sparse (C × T, K nonzeros
-    per frame) @ dense product."""
+
+    With gselect (``grouped``, the default when K < C) the T·K (frame, component) pairs are grouped by
+    component (:class:`GaussianBlocks`); the same packed frames give the log-likelihoods
+    (:meth:`FullLoglik.packed`) and the second-order stats ``Σγ xxᵀ``, one (D × block) @ (block × D)
+    product per block: K·D² multiply-adds per frame for each instead of C·D(D+1)/2. Without gselect (or
+    ``grouped=False``) the ``vech(xxᵀ)`` of the dense log-likelihoods also gives the stats as one
+    (D(D+1)/2 × T) @ (T × C) GEMM. Products run in the evaluators' dtype and are added to float64 totals
+    (docs/ivector.md §10.3: float32 products, float64 accumulation across blocks and chunks)."""
 
     def __init__(self, gmm: FullGmm, gselect_model: DiagGmm | None = None, num_gselect: int = 0,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 sparse_stats: bool | None = None):
+                 grouped: bool | None = None):
         self.gmm = gmm
         self.dev = torch.device(device)
         self.ll = FullLoglik(gmm, device, dtype)
@@ -484,9 +576,7 @@ class FullAccumulator:
             self.gs = DiagLoglik(gselect_model, device, dtype)
         self.k = num_gselect
         c, d = gmm.num_gauss, gmm.dim
-        if sparse_stats is None:
-            sparse_stats = self.dev.type == "cpu" and c >= 1024
-        self.sparse = bool(sparse_stats) and self.gs is not None and self.k < c
+        self.grouped = (grouped is not False) and self.gs is not None and self.k < c
         r, cc = tril_indices(d)
         self.flat = torch.as_tensor(r * d + cc, device=self.dev)
         self.n = torch.zeros(c, dtype=torch.float64, device=self.dev)
@@ -497,36 +587,33 @@ class FullAccumulator:
 
     def add(self, x: np.ndarray | torch.Tensor) -> None:
         x = torch.as_tensor(x, device=self.dev)
-        vt = None
-        if self.sparse:
+        xd = x.to(self.ll.dtype)
+        c = self.gmm.num_gauss
+        if self.grouped:
             idx = gselect(self.gs(x), self.k)
-            sel = self.ll(x, idx)
+            blk = GaussianBlocks.of(idx.reshape(-1), c, GaussianBlocks.rows_for(idx.numel(), c))
+            xp = blk.pack(xd, frames_of(idx))
+            post, lse = softmax_lse(self.ll.packed(blk, xp, idx))
+            wp = blk.pack(post.reshape(-1, 1).to(xd.dtype))
+            prod = torch.bmm((xp * wp).transpose(1, 2), xp).reshape(len(blk.gauss), -1)
+            self.m2p.index_add_(0, blk.gauss, prod.index_select(1, self.flat).to(torch.float64))
         else:                                    # one vech(xxᵀ) for the log-likelihoods and the stats
-            xd = x.to(self.ll.dtype)
             vt = vech_outer_t(xd, self.flat)
             ll = self.ll.dense(xd, vt)
             if self.gs is not None:
                 idx = gselect(self.gs(x), self.k)
-                sel = ll.gather(1, idx)
+                post, lse = softmax_lse(ll.gather(1, idx))
+            else:
+                gam, lse = softmax_lse(ll)
         if self.gs is not None:
-            post, lse = softmax_lse(sel)
-            self.tot += lse.sum()
-            gam = torch.zeros((x.shape[0], self.gmm.num_gauss), dtype=torch.float64, device=self.dev)
+            gam = torch.zeros((x.shape[0], c), dtype=torch.float64, device=self.dev)
             gam.scatter_(1, idx, post)
-        else:
-            gam, lse = softmax_lse(ll)
-            self.tot += lse.sum()
+        self.tot += lse.sum()
         x64 = x.to(torch.float64)
         self.n += gam.sum(0)
         self.m1 += gam.T @ x64
-        if vt is not None:
+        if not self.grouped:
             self.m2p += (vt @ gam.to(vt.dtype)).T.to(torch.float64)
-        else:
-            t, k = idx.shape
-            frames = torch.arange(t, device=self.dev).repeat_interleave(k)
-            sp = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), frames]), post.reshape(-1),
-                                         (self.gmm.num_gauss, t), check_invariants=False).coalesce()
-            self.m2p += torch.sparse.mm(sp, vech_outer(x64, self.flat))
         self.frames += x.shape[0]
 
     def stats(self) -> GmmStats:

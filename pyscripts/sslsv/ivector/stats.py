@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .gmm import GaussianBlocks
+
 SparsePost = tuple[np.ndarray, np.ndarray, np.ndarray]  # (frame int, gauss int, post float32)
 
 
@@ -127,26 +129,15 @@ def batch_stats(frames: list[np.ndarray | torch.Tensor], posts: list[SparsePost]
 
 def _grouped_scatter(x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, C: int, block: int = 64
                      ) -> torch.Tensor:
-    """``Σ_{n: g_n = c} p_n x_n x_nᵀ`` for every c (C, D, D) as one batched GEMM: entries are sorted by
-    Gaussian and cut into blocks of ``block`` rows (padding ≤ C·block rows however unbalanced the
-    Gaussians are), each block one (D × block) @ (block × D) product, summed per Gaussian.
-    Much faster than forming per-entry outer products (memory traffic of N·D² elements)."""
+    """``Σ_{n: g_n = c} p_n x_n x_nᵀ`` for every c (C, D, D) as one batched GEMM over the entries grouped
+    by Gaussian (:class:`sslsv.ivector.gmm.GaussianBlocks`): each block one (D × block) @ (block × D)
+    product, summed per Gaussian. Much faster than forming per-entry outer products (memory traffic of
+    N·D² elements)."""
     D = x.shape[1]
     out = x.new_zeros(C, D, D)
     if len(g) == 0:
         return out
-    order = torch.argsort(g, stable=True)
-    gs = g[order]
-    cnt = torch.bincount(gs, minlength=C)
-    start = torch.cumsum(cnt, 0) - cnt
-    pos = torch.arange(len(gs), device=x.device) - start[gs]
-    nblk = (cnt + block - 1) // block
-    bstart = torch.cumsum(nblk, 0) - nblk
-    bid = bstart[gs] + pos // block
-    within = pos % block
-    xp = x.new_zeros(int(nblk.sum()), block, D)
-    xp[bid, within] = x[order]
-    wp = x.new_zeros(xp.shape[:2])
-    wp[bid, within] = p[order]
-    prod = torch.bmm((xp * wp[..., None]).transpose(1, 2), xp)
-    return out.index_add_(0, torch.repeat_interleave(torch.arange(C, device=x.device), nblk), prod)
+    blk = GaussianBlocks.of(g, C, block)
+    xp = blk.pack(x)
+    prod = torch.bmm((xp * blk.pack(p)[..., None]).transpose(1, 2), xp)
+    return out.index_add_(0, blk.gauss, prod)
