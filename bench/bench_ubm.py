@@ -2,7 +2,7 @@
 """Stage-3 UBM throughput: frames/s and peak memory of
 
   diag      diagonal log-likelihoods (one GEMM) + gselect top-30
-  full-K    full-covariance log-likelihoods of the top-20 (gather, dense and grouped variants)
+  full-K    full-covariance log-likelihoods of the top-20 (dense and grouped variants)
   post      UbmPosteriors (diag gselect 20 → full loglik → softmax → prune 0.025), the extractor's input
   em-diag   one diagonal EM iteration (E-step with gselect 30 + MleDiagGmmUpdate)
   em-full   one full-covariance EM iteration (E-step with gselect 20 + float64 C×D×D stats + update)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pyscripts"))
 
-CASES = ["diag", "full-K-gather", "full-K-dense", "full-K-grouped", "post", "em-diag", "em-full"]
+CASES = ["diag", "full-K-dense", "full-K-grouped", "post", "em-diag", "em-full"]
 
 
 def model(c: int, d: int, seed: int = 0):

@@ -219,16 +219,6 @@ def vech_outer_t(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def vech_outer(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """``vech(x xᵀ)`` per row (lower triangle, row-major; ``flat = i*D + j`` for i ≥ j): (T, D(D+1)/2)."""
-    return vech_outer_t(x, flat).T
-
-
-def quad_features(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """``φ(x) = [x, vech(x xᵀ)]`` with the lower triangle in row-major order: (T, D + D(D+1)/2)."""
-    return torch.cat([x, vech_outer(x, flat)], dim=1)
-
-
 @dataclass
 class GaussianBlocks:
     """Entries (e.g. the (frame, Gaussian) pairs of a gselect) sorted by Gaussian and cut into blocks of
@@ -287,9 +277,8 @@ class FullLoglik:
     ``W_c = [P_c μ_c, −½ vech'(P_c)]`` (off-diagonal entries doubled). Precisions, log-determinants and
     ``g_c = ln w_c − ½(D ln2π + ln|Σ_c| + μ_cᵀP_cμ_c)`` are computed once in float64 (Cholesky).
 
-    Called with ``idx`` (T, K) it returns the selected components only. ``restricted="gather"`` gathers
-    the K selected rows of ``W`` per frame (K·F multiply-adds per frame, memory-bound), ``"dense"`` does the
-    one GEMM for all C and picks the K columns (C·F, compute-bound), ``"grouped"`` sorts the T·K
+    Called with ``idx`` (T, K) it returns the selected components only. ``restricted="dense"`` does the
+    one GEMM for all C and picks the K columns (C·F multiply-adds per frame), ``"grouped"`` sorts the T·K
     (frame, component) pairs by component and whitens each block of pairs with its component's
     ``A_c = L_c⁻ᵀ`` (``Σ_c = L_c L_cᵀ``): ``ℓ = g'_c − ½‖x A_c − μ_c A_c‖²``, one batched GEMM of
     K·D² multiply-adds per frame (:class:`GaussianBlocks`); it also avoids the cancellation of the
@@ -298,8 +287,8 @@ class FullLoglik:
 
     def __init__(self, gmm: FullGmm, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  chunk_bytes: int = 64 << 20, restricted: str = "auto", block: int | None = None):
-        if restricted not in ("auto", "gather", "dense", "grouped"):
-            raise ValueError(f"restricted must be auto, gather, dense or grouped, got {restricted!r}")
+        if restricted not in ("auto", "dense", "grouped"):
+            raise ValueError(f"restricted must be auto, dense or grouped, got {restricted!r}")
         self.device, self.dtype, self.chunk_bytes = torch.device(device), dtype, chunk_bytes
         self.restricted, self.block = restricted, block
         d = gmm.dim
@@ -350,20 +339,11 @@ class FullLoglik:
             for a in range(0, t, step):
                 out[a:a + step] = self.grouped(x[a:a + step], idx[a:a + step], block)
             return out
-        if mode == "dense":
-            step = max(1, self.chunk_bytes // ((self.num_feats + self.num_gauss) * item))
-            out = torch.empty((t, self.num_gauss if idx is None else k), dtype=self.dtype, device=self.device)
-            for a in range(0, t, step):
-                ll = self.dense(x[a:a + step], vech_outer_t(x[a:a + step], self.flat))
-                out[a:a + step] = ll if idx is None else ll.gather(1, idx[a:a + step])
-            return out
-        step = max(1, self.chunk_bytes // (k * self.num_feats * item))
-        out = torch.empty((t, k), dtype=self.dtype, device=self.device)
+        step = max(1, self.chunk_bytes // ((self.num_feats + self.num_gauss) * item))
+        out = torch.empty((t, self.num_gauss if idx is None else k), dtype=self.dtype, device=self.device)
         for a in range(0, t, step):
-            phi = quad_features(x[a:a + step], self.flat)                  # (t', F)
-            sel = idx[a:a + step]
-            wsel = self.weight[sel]                                        # (t', K, F)
-            out[a:a + step] = torch.bmm(wsel, phi.unsqueeze(2)).squeeze(2) + self.gconst[sel]
+            ll = self.dense(x[a:a + step], vech_outer_t(x[a:a + step], self.flat))
+            out[a:a + step] = ll if idx is None else ll.gather(1, idx[a:a + step])
         return out
 
     def grouped(self, x: torch.Tensor, idx: torch.Tensor, block: int = 64) -> torch.Tensor:
