@@ -15,13 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from sslsv.backend import speaker_ivectors
 from sslsv.config import section
-from sslsv.device import resolve_device
-from sslsv.ivector import extractor_jobs as jobs
-from sslsv.ivector.extractor import IvectorExtractor
 from sslsv.ivector.extractor_opts import EXTRACTOR_DEFAULTS, part_utts
-from sslsv.ivector.frames import FrameOptions
-from sslsv.ivector.gmm import FullGmm
 from sslsv.logs import setup
 from sslsv.stamp import is_done, mark_done
 from sslsv.tables import DataError
@@ -47,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.cmd == "spk":
-            n = jobs.speaker_ivectors(a.ivector_scp, a.utt2spk, a.ark, a.scp, a.num_utts)
+            n = speaker_ivectors(a.ivector_scp, a.utt2spk, a.ark, a.scp, a.num_utts)
             print(f"speaker i-vectors of {n} speakers -> {a.scp}")
             return 0
         o = section(a.config, "extractor", EXTRACTOR_DEFAULTS, a.set)
@@ -58,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.done_stamp and Path(a.scp).is_file() and is_done(a.done_stamp, inputs, opts):
             print(f"{a.scp} is up to date ({a.done_stamp}); skipping")
             return 0
+        # torch and the models only now: the speaker means and an up-to-date part start fast
+        from sslsv.device import resolve_device
+        from sslsv.ivector import extractor_jobs as jobs
+        from sslsv.ivector.extractor import IvectorExtractor
+        from sslsv.ivector.frames import FrameOptions
+        from sslsv.ivector.gmm import FullGmm
         dev = resolve_device(a.device)
         ie = IvectorExtractor.load(src / "final.ie", dev)
         ubm = FullGmm.load(src / "final.ubm")

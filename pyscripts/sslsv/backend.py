@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .config import section
-from .tables import DataError, atomic_path
+from .tables import DataError, atomic_path, c_sorted, read_map
 
 # The supervised back end's options (the ``backend`` section of conf/ivector.yaml; these defaults apply
 # to keys the file does not set, and the scoring script's command line overrides both).
@@ -195,6 +195,32 @@ def length_norm(x: np.ndarray, scaleup: bool = True) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     ratio = norm / math.sqrt(x.shape[-1]) if scaleup else norm
     return np.where(ratio == 0.0, x, x / np.where(ratio == 0.0, 1.0, ratio))
+
+
+def speaker_ivectors(ivector_scp: str | os.PathLike, utt2spk: str | os.PathLike, ark: str | os.PathLike,
+                     scp: str | os.PathLike, num_utts: str | os.PathLike) -> int:
+    """Kaldi's ``ivector-normalize-length | ivector-mean spk2utt | ivector-normalize-length``: per speaker
+    the mean of the length-normalised (‖·‖ = √S) utterance i-vectors, length-normalised again; and
+    ``num_utts.ark`` (``<spk> <count>``). Speakers with no i-vector are left out (with a warning)."""
+    import kaldiio
+    vecs = {u: np.asarray(v, np.float64) for u, v in kaldiio.load_scp(str(ivector_scp)).items()}
+    groups: dict[str, list[str]] = {}
+    for u, s in read_map(utt2spk).items():
+        groups.setdefault(s, []).append(u)
+    counts = {}
+    with atomic_path(scp) as tscp, atomic_path(ark) as tark:  # ark renamed first
+        with kaldiio.WriteHelper(f"ark,scp:{tark},{tscp}") as w:
+            for spk in c_sorted(groups):
+                have = [vecs[u] for u in groups[spk] if u in vecs]
+                if not have:
+                    log.warning(f"speaker {spk}: no i-vectors")
+                    continue
+                w(spk, length_norm(length_norm(np.stack(have)).mean(axis=0)).astype(np.float32))
+                counts[spk] = len(have)
+        Path(tscp).write_text(Path(tscp).read_text().replace(str(tark), str(ark)))
+    with atomic_path(num_utts) as t:
+        Path(t).write_text("".join(f"{s} {c}\n" for s, c in counts.items()))
+    return len(counts)
 
 
 # --------------------------------------------------------------------------- LDA

@@ -32,7 +32,7 @@ import kaldiio
 import numpy as np
 import torch
 
-from ..tables import DataError, atomic_path, c_sorted, read_map
+from ..tables import DataError, atomic_path, c_sorted
 from .extractor import IvectorExtractor, IvectorStats, UpdateInfo
 from .extractor_opts import EXTRACTOR_DEFAULTS, part_utts  # noqa: F401 (re-exported)
 from .frames import FrameOptions, iter_frames
@@ -251,35 +251,3 @@ def extract(ie: IvectorExtractor, ubm: FullGmm, data_dir: str | os.PathLike, opt
         text = Path(tscp).read_text().replace(str(tark), str(ark))
         Path(tscp).write_text(text)
     return n, tot_change / max(tot_frames, 1.0)
-
-
-def speaker_ivectors(ivector_scp: str | os.PathLike, utt2spk: str | os.PathLike, ark: str | os.PathLike,
-                     scp: str | os.PathLike, num_utts: str | os.PathLike) -> int:
-    """Kaldi's ``ivector-normalize-length | ivector-mean spk2utt | ivector-normalize-length``: per speaker
-    the mean of the length-normalised (‖·‖ = √S) utterance i-vectors, length-normalised again; and
-    ``num_utts.ark`` (``<spk> <count>``). Speakers with no i-vector are left out (with a warning)."""
-    vecs = {u: np.asarray(v, np.float64) for u, v in kaldiio.load_scp(str(ivector_scp)).items()}
-    u2s = read_map(utt2spk)
-    groups: dict[str, list[str]] = {}
-    for u, s in u2s.items():
-        groups.setdefault(s, []).append(u)
-    ark, scp = Path(ark), Path(scp)
-    counts = {}
-    with atomic_path(scp) as tscp, atomic_path(ark) as tark:  # ark renamed first
-        with kaldiio.WriteHelper(f"ark,scp:{tark},{tscp}") as w:
-            for spk in c_sorted(groups):
-                have = [vecs[u] for u in groups[spk] if u in vecs]
-                if not have:
-                    log.warning(f"speaker {spk}: no i-vectors")
-                    continue
-                dim = have[0].shape[0]
-                normed = [v * (math.sqrt(dim) / np.linalg.norm(v)) if np.linalg.norm(v) > 0 else v
-                          for v in have]
-                m = np.mean(normed, axis=0)
-                nm = np.linalg.norm(m)
-                w(spk, (m * (math.sqrt(dim) / nm) if nm > 0 else m).astype(np.float32))
-                counts[spk] = len(have)
-        Path(tscp).write_text(Path(tscp).read_text().replace(str(tark), str(ark)))
-    with atomic_path(num_utts) as t:
-        Path(t).write_text("".join(f"{s} {c}\n" for s, c in counts.items()))
-    return len(counts)
