@@ -331,10 +331,17 @@ def corrupt(x: np.ndarray, rate: int, cfg: AugConfig, rng: np.random.Generator,
         info.update(snr=snr, noise=desc)
     elif kind == "babble":
         snr = float(rng.uniform(*cfg.snr_babble))
-        k = int(rng.integers(cfg.num_babble[0], cfg.num_babble[1] + 1))
-        y = augment.babble_mix(y, babble_sources(k, y.size), snr)
+        y, k = mix_babble(y, snr, cfg, rng, babble_sources)
         info.update(snr=snr, num_babble=k)
     return y, info
+
+
+def mix_babble(y: np.ndarray, snr: float, cfg: AugConfig, rng: np.random.Generator,
+               babble_sources: Callable[[int, int], list[np.ndarray]]) -> tuple[np.ndarray, int]:
+    """``y`` with the babble of k other utterances at ``snr`` dB, k drawn from ``cfg.num_babble``;
+    returns the mixture and k."""
+    k = int(rng.integers(cfg.num_babble[0], cfg.num_babble[1] + 1))
+    return augment.babble_mix(y, babble_sources(k, y.size), snr), k
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -509,10 +516,8 @@ class ChunkDataset(torch.utils.data.Dataset):
         plan = device_augment.draw_plan(rng, self.aug_cfg, self._rate)
         y = np.asarray(chunk, dtype=np.float64)
         if plan[device_augment.TYPE] == device_augment.BABBLE:
-            lo, hi = self.aug_cfg.num_babble
-            k = int(rng.integers(lo, hi + 1))
-            y = augment.babble_mix(y, self._babble_sources(i, rng, info)(k, y.size),
-                                   float(plan[device_augment.SNR]))
+            y, _ = mix_babble(y, float(plan[device_augment.SNR]), self.aug_cfg, rng,
+                              self._babble_sources(i, rng, info))
         key = int(rng.integers(2**62))
         return {"wave": torch.from_numpy(y.astype(np.float32)), "plan": torch.from_numpy(plan),
                 "key": torch.tensor(key, dtype=torch.int64)}, label
