@@ -35,7 +35,6 @@ import torch  # noqa: E402
 from benchlib import machine, peak_memory_mib, reset_peak  # noqa: E402
 from sslsv.device import resolve_device  # noqa: E402
 from sslsv.embed import data as edata  # noqa: E402
-from sslsv.embed import device_augment  # noqa: E402
 from sslsv.embed.ecapa import build_model  # noqa: E402
 from sslsv.embed.extract import embed_features  # noqa: E402
 from sslsv.embed.heads import build_head  # noqa: E402
@@ -162,20 +161,11 @@ def bench_pipeline(a: argparse.Namespace, dev: torch.device, data_dir: Path) -> 
             wait, seen = 0.0, 0
             t_start = t_wait = time.perf_counter()
             for steps, (x, y) in enumerate(loader):
-                if isinstance(x, dict):
-                    x = {key: v.to(dev, non_blocking=True) for key, v in x.items()}
-                else:
-                    x = x.to(dev, non_blocking=True)
-                y = y.to(dev, non_blocking=True)
+                x, y = edata.to_device(x, dev), y.to(dev, non_blocking=True)
                 if steps >= 2:       # the first two steps fill the pipeline and warm the model up
                     wait += time.perf_counter() - t_wait
                     seen += len(y)
-                with torch.no_grad():
-                    if isinstance(x, dict):
-                        x = device_augment.apply(x["wave"], x["plan"], x["key"], feat_cfg.sample_rate,
-                                                 aug_cfg.reverb_norm, feat_cfg.dither)
-                    if frontend is not None:
-                        x = frontend(x)
+                x = edata.device_inputs(x, feat_cfg, aug_cfg, frontend)
                 loss = head.loss_per_sample(model(edata.cmn(x)).float(), y).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -532,6 +532,28 @@ def device_frontend(feat_cfg: FeatureConfig, device: torch.device) -> torch.nn.M
     return KaldiFeatures(feat_cfg.mfcc(), kind=feat_cfg.kind).to(device)
 
 
+def to_device(x: torch.Tensor | dict[str, torch.Tensor], device: torch.device
+              ) -> torch.Tensor | dict[str, torch.Tensor]:
+    """A batch (a tensor, or the dict of ``augment.compute: device`` items) on ``device``."""
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
+def device_inputs(x: torch.Tensor | dict[str, torch.Tensor], feat_cfg: FeatureConfig, aug_cfg: AugConfig,
+                  frontend: torch.nn.Module | None) -> torch.Tensor:
+    """What the training step makes of a batch on its device, without gradients: the corruption and
+    dither of ``augment.compute: device`` (``x`` a dict of plans, :mod:`.device_augment`), then the
+    features of ``features.compute: device`` (``frontend``, :func:`device_frontend`)."""
+    with torch.no_grad():
+        if isinstance(x, dict):
+            x = device_augment.apply(x["wave"], x["plan"], x["key"], feat_cfg.sample_rate,
+                                     aug_cfg.reverb_norm, feat_cfg.dither)
+        if frontend is not None:
+            x = frontend(x)
+    return x
+
+
 def worker_init_fn(worker_id: int) -> None:
     """DataLoader worker setup: one torch thread per worker (the workers already run in parallel)."""
     torch.set_num_threads(1)

@@ -48,7 +48,6 @@ from ..provenance import provenance
 from ..scoring import compute_eer
 from ..tables import DataError, atomic_path, write_lines
 from . import data as edata
-from . import device_augment
 from .config import DEFAULTS, MarginConfig, MixupConfig, OptimConfig, TrainConfig, avg_k, dump
 from .ecapa import build_model
 from .extract import embed_all
@@ -533,28 +532,13 @@ class EpochStats:
         return self.acc_sum / self.n_seen
 
 
-def _to(x: torch.Tensor | dict[str, torch.Tensor], device: torch.device
-        ) -> torch.Tensor | dict[str, torch.Tensor]:
-    """A batch (a tensor, or the dict of ``augment.compute: device`` items) on ``device``."""
-    if isinstance(x, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
-    return x.to(device, non_blocking=True)
-
-
 def _step_inputs(s: TrainSetup, x: torch.Tensor | dict[str, torch.Tensor], step_rng: np.random.Generator
                  ) -> tuple[torch.Tensor, MixSpec | None]:
     """A batch as the network takes it, and its mixing (or None): device corruption and dither (``x`` a
     dict of plans), device features, CMN, SpecAugment, mixup.
     SpecAugment's seed and then the mixup draws come from the step's generator ``step_rng``."""
     aug, mc = s.rc.augment, s.rc.mixup
-    if isinstance(x, dict):                      # augment.compute=device: corrupt and dither here
-        with torch.no_grad():
-            x = device_augment.apply(x["wave"], x["plan"], x["key"], s.rc.features.sample_rate,
-                                     aug.reverb_norm, s.rc.features.dither)
-    if s.frontend is not None:
-        with torch.no_grad():
-            x = s.frontend(x)
-    x = edata.cmn(x)
+    x = edata.cmn(edata.device_inputs(x, s.rc.features, aug, s.frontend))
     if aug.spec_aug:
         gen = torch.Generator(device="cpu").manual_seed(int(step_rng.integers(2**62)))
         x = edata.spec_augment(x, aug, gen)
@@ -583,7 +567,7 @@ def run_epoch(s: TrainSetup, epoch: int) -> EpochStats:
                disable=not (d.main and sys.stderr.isatty()))
     for b, (x, y) in enumerate(bar):
         step = (epoch - 1) * s.steps_per_epoch + b
-        x = _to(x, device)
+        x = edata.to_device(x, device)
         y = y.to(device, non_blocking=True)
         if device.type == "cuda" and b % 50 == 0:
             torch.cuda.synchronize()
