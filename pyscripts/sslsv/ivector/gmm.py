@@ -257,14 +257,18 @@ class GaussianBlocks:
         gauss = torch.repeat_interleave(torch.arange(num_gauss, device=g.device), nblk)
         return cls(slot, source, gauss, block)
 
-    def pack(self, rows: torch.Tensor, row_of_entry: torch.Tensor | None = None) -> torch.Tensor:
-        """(blocks, block, ...) of ``rows[e]`` per entry ``e`` (of ``rows[row_of_entry[e]]`` when
-        given, e.g. an entry's frame), padding rows zero."""
-        src = self.source
-        if row_of_entry is not None:
-            src = torch.cat([row_of_entry, row_of_entry.new_tensor([len(rows)])])[src]
+    def pack(self, rows: torch.Tensor, per_row: int = 1) -> torch.Tensor:
+        """(blocks, block, ...) of ``rows[e // per_row]`` per entry ``e`` (``per_row = K``: the frame of
+        an entry of a flattened (T, K) selection), padding rows zero (their source N = T·K maps to the
+        appended zero row T)."""
         ext = torch.cat([rows, rows.new_zeros((1,) + rows.shape[1:])])
+        src = self.source if per_row == 1 else self.source // per_row
         return ext.index_select(0, src).reshape((len(self.gauss), self.block) + rows.shape[1:])
+
+    def weighted_outer(self, xp: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``Σ_rows w x xᵀ`` of each block (blocks, D, D) of the packed rows ``xp`` with per-entry
+        weights ``w`` (N,); summing them per ``gauss`` gives each Gaussian's second-order statistics."""
+        return torch.bmm((xp * self.pack(w)[..., None]).transpose(1, 2), xp)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         """The entries' rows of ``packed`` (blocks, block, ...) → (N, ...) in entry order."""
@@ -350,7 +354,7 @@ class FullLoglik:
         """(T, K) log-likelihoods of frames ``x`` (T, D) under their components ``idx`` (T, K), the
         pairs grouped by component in blocks of ``block`` rows (see the class docstring)."""
         blk = GaussianBlocks.of(idx.reshape(-1), self.num_gauss, block)
-        return self.packed(blk, blk.pack(x, frames_of(idx)), idx)
+        return self.packed(blk, blk.pack(x, idx.shape[1]), idx)
 
     def packed(self, blk: GaussianBlocks, xp: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """:meth:`grouped` on frames already packed into ``blk``'s blocks (``xp``, in the model's dtype)."""
@@ -362,12 +366,6 @@ class FullLoglik:
         """(T, C) log-likelihoods of frames ``x`` (T, D) given their :func:`vech_outer_t` ``vt`` (in the
         model's dtype): ``g + x W_linᵀ + vtᵀ W_quadᵀ``, two GEMMs and no concatenated φ(x)."""
         return torch.addmm(self.gconst, x, self.w_lin.T).addmm_(vt.T, self.w_quad.T)
-
-
-def frames_of(idx: torch.Tensor) -> torch.Tensor:
-    """The frame of each entry of the flattened selection ``idx`` (T, K): ``[0]*K + [1]*K + ...``."""
-    t, k = idx.shape
-    return torch.arange(t, device=idx.device).repeat_interleave(k)
 
 
 def gselect(loglik: torch.Tensor, k: int) -> torch.Tensor:
@@ -572,10 +570,9 @@ class FullAccumulator:
         if self.grouped:
             idx = gselect(self.gs(x), self.k)
             blk = GaussianBlocks.of(idx.reshape(-1), c, GaussianBlocks.rows_for(idx.numel(), c))
-            xp = blk.pack(xd, frames_of(idx))
+            xp = blk.pack(xd, idx.shape[1])
             post, lse = softmax_lse(self.ll.packed(blk, xp, idx))
-            wp = blk.pack(post.reshape(-1, 1).to(xd.dtype))
-            prod = torch.bmm((xp * wp).transpose(1, 2), xp).reshape(len(blk.gauss), -1)
+            prod = blk.weighted_outer(xp, post.reshape(-1).to(xd.dtype)).reshape(len(blk.gauss), -1)
             self.m2p.index_add_(0, blk.gauss, prod.index_select(1, self.flat).to(torch.float64))
         else:                                    # one vech(xxᵀ) for the log-likelihoods and the stats
             vt = vech_outer_t(xd, self.flat)

@@ -138,6 +138,4 @@ def _grouped_scatter(x: torch.Tensor, p: torch.Tensor, g: torch.Tensor, C: int, 
     if len(g) == 0:
         return out
     blk = GaussianBlocks.of(g, C, block)
-    xp = blk.pack(x)
-    prod = torch.bmm((xp * blk.pack(p)[..., None]).transpose(1, 2), xp)
-    return out.index_add_(0, blk.gauss, prod)
+    return out.index_add_(0, blk.gauss, blk.weighted_outer(blk.pack(x), p))
